@@ -1,0 +1,110 @@
+# hubbub - one non-recursive Makefile.
+#
+#   make run     install what is missing, build, start a local PostgreSQL, serve
+#   make test    the same set-up, then every unit and integration test (TAP, prove)
+#   make asan    the test suite built with AddressSanitizer and UBSan
+#   make fuzz    libFuzzer over the payload splitter for FUZZ_SECONDS
+#   make bench   wrk against hubbub and against a trivial h2o handler
+#   make lint    clang-format check and banned functions
+
+BUILD ?= build
+CC ?= cc
+PKGS := libh2o libuv libpq libcurl openssl
+FUZZ_SECONDS ?= 60
+
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+OPTFLAGS ?= -O2 -g
+WARNFLAGS := -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes -Wformat=2
+CFLAGS_ALL := -std=c11 -D_GNU_SOURCE $(OPTFLAGS) $(WARNFLAGS) -MMD -MP \
+	-DJSMN_STATIC -DJSMN_STRICT -DJSMN_PARENT_LINKS -I. -I$(BUILD) \
+	$(PKG_CFLAGS) $(EXTRA_CFLAGS) $(CFLAGS)
+LDLIBS_ALL := $(PKG_LIBS) -luv -lssl -lcrypto -lz -lpthread $(EXTRA_LDFLAGS) $(LDFLAGS)
+
+LIB_SRC := $(wildcard lib/*.c) $(wildcard api/*.c) $(wildcard db/*.c) \
+	$(filter-out server/main.c,$(wildcard server/*.c))
+LIB_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRC)) $(BUILD)/obj/migrations_embedded.o
+MIGRATIONS := $(sort $(wildcard migrations/*.sql))
+
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRC))
+INTEG_SRC := $(wildcard tests/integration/t_*.c)
+INTEG_BIN := $(patsubst tests/integration/%.c,$(BUILD)/tests/integration/%,$(INTEG_SRC))
+INTEG_LIB := $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out $(INTEG_SRC),$(wildcard tests/integration/*.c)))
+
+.PHONY: all run test test-bins asan fuzz bench lint clean deps
+.DEFAULT_GOAL := all
+
+all: $(BUILD)/hubbub
+
+deps:
+	@ops/install-deps
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+# Migrations are compiled into the binary so that `hubbub migrate` needs no
+# files beside it.
+$(BUILD)/migrations_embedded.c: $(MIGRATIONS) ops/embed-migrations
+	@mkdir -p $(BUILD)
+	ops/embed-migrations $(MIGRATIONS) > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/obj/migrations_embedded.o: $(BUILD)/migrations_embedded.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(BUILD)/libhubbub.a: $(LIB_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/hubbub: $(BUILD)/obj/server/main.o $(BUILD)/libhubbub.a
+	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
+
+$(BUILD)/tests/unit/%: tests/unit/%.c $(BUILD)/libhubbub.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -DHB_SOURCE_DIR='"$(CURDIR)"' -o $@ $< $(BUILD)/libhubbub.a $(LDLIBS_ALL) -lcmocka
+
+$(BUILD)/tests/integration/%: tests/integration/%.c $(INTEG_LIB) $(BUILD)/libhubbub.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -DHB_SOURCE_DIR='"$(CURDIR)"' -o $@ $< $(INTEG_LIB) $(BUILD)/libhubbub.a $(LDLIBS_ALL)
+
+test-bins: $(BUILD)/hubbub $(UNIT_BIN) $(INTEG_BIN)
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	@ops/run-dev
+
+test: deps
+	@$(MAKE) --no-print-directory test-bins
+	@ops/run-tests $(BUILD)
+
+asan: deps
+	@$(MAKE) --no-print-directory BUILD=build-asan OPTFLAGS='-O1 -g -fno-omit-frame-pointer' \
+		EXTRA_CFLAGS='-fsanitize=address,undefined -fno-sanitize-recover=undefined' \
+		EXTRA_LDFLAGS='-fsanitize=address,undefined' test-bins
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		HUBBUB_TEST_SLOW=1 ops/run-tests build-asan
+
+fuzz: deps
+	@ops/install-deps --fuzz
+	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang OPTFLAGS='-O1 -g' \
+		EXTRA_CFLAGS='-fsanitize=fuzzer-no-link,address,undefined' build-fuzz/libhubbub.a
+	@mkdir -p build-fuzz/corpus
+	clang -std=c11 -D_GNU_SOURCE -O1 -g -fsanitize=fuzzer,address,undefined -I. $(PKG_CFLAGS) \
+		-o build-fuzz/fuzz_payload tests/fuzz/fuzz_payload.c build-fuzz/libhubbub.a $(LDLIBS_ALL)
+	build-fuzz/fuzz_payload -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
+		build-fuzz/corpus tests/fuzz/corpus
+
+bench: deps
+	@ops/install-deps --bench
+	@$(MAKE) --no-print-directory all
+	@tests/bench/run
+
+lint:
+	@ops/lint
+
+clean:
+	rm -rf build build-asan build-fuzz
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

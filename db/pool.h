@@ -1,0 +1,42 @@
+/*
+ * pool.h - opening PostgreSQL connections with hubbub's session settings, the
+ * map from SQLSTATE to HB_E* codes, and a small blocking connection pool.
+ *
+ * The pool is for worker threads (never the event loop): db_pool_acquire()
+ * blocks until a connection is free, connects lazily, and a connection that
+ * broke is closed on release so the next user reconnects. A database that is
+ * down therefore costs one failed connect per acquire, which is what turns
+ * into a 503 upstream.
+ */
+#ifndef HB_DB_POOL_H
+#define HB_DB_POOL_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Connects to url. On failure returns NULL and writes libpq's message (which
+ * never holds the password) into err. */
+PGconn *db_connect(const char *url, char *err, size_t errsz);
+
+/* HB_E* code for a failed result: HB_EUNAVAILABLE when the connection is
+ * gone or the server is shutting down, HB_EEXIST for unique violations,
+ * HB_EINVAL for other integrity and data errors, HB_EDB otherwise. */
+int db_result_rc(PGconn *c, const PGresult *res);
+
+/* Runs a statement without results; 0 or a db_result_rc() code. */
+int db_exec(PGconn *c, const char *sql);
+
+/* SQLSTATE of a failed result, or "" */
+const char *db_sqlstate(const PGresult *res);
+
+struct db_pool;
+
+struct db_pool *db_pool_new(const char *url, int size);
+void db_pool_free(struct db_pool *p); /* all connections must be released */
+
+/* Blocks until a connection is available. NULL when connecting failed. */
+PGconn *db_pool_acquire(struct db_pool *p);
+void db_pool_release(struct db_pool *p, PGconn *c);
+
+#endif

@@ -1,0 +1,280 @@
+/*
+ * config.c - the settings table and its loader; see config.h.
+ */
+#include "server/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "lib/hb.h"
+
+#define MIB (1024 * 1024)
+
+#define F(field) offsetof(struct config, field)
+
+static const struct config_setting SETTINGS[] = {
+    {"DATABASE_URL", CONFIG_SECRET, NULL, 1, 0, 0, F(database_url),
+     "PostgreSQL connection URL or conninfo string (may hold a password, so never printed)"},
+    {"HUBBUB_LISTEN", CONFIG_LISTEN, "127.0.0.1:8080", 0, 0, 0, F(listen),
+     "address and port of the HTTP listener (host:port, [v6]:port)"},
+    {"HUBBUB_BODY_LIMIT", CONFIG_SIZE, "4MiB", 0, 1024, 64 * MIB, F(body_limit),
+     "largest request body accepted; larger ones get 413"},
+    {"HUBBUB_DB_POOL_SIZE", CONFIG_INT, "4", 0, 1, 64, F(db_pool_size),
+     "database connections for lookups, besides the ingest writers"},
+    {"HUBBUB_INGEST_WRITERS", CONFIG_INT, "2", 0, 1, 16, F(ingest_writers),
+     "group-commit writer threads, each with its own connection"},
+    {"HUBBUB_INGEST_BATCH_MAX", CONFIG_INT, "1000", 0, 1, 10000, F(ingest_batch_max),
+     "most deliveries committed in one transaction"},
+    {"HUBBUB_INGEST_QUEUE_LIMIT", CONFIG_SIZE, "256MiB", 0, MIB, 16384LL * MIB,
+     F(ingest_queue_limit), "bytes of deliveries waiting for a commit; beyond it new ones get 503"},
+    {"HUBBUB_MAX_ITEMS", CONFIG_INT, "100000", 0, 1, 10000000, F(max_items),
+     "most items (events) in one delivery; more is rejected as malformed"},
+    {"HUBBUB_APP_CACHE_TTL", CONFIG_DURATION, "5s", 0, 0, 3600 * 1000, F(app_cache_ttl_ms),
+     "how long an app's secrets and verify token are used before being read again"},
+    {"HUBBUB_DB_RETRY_MAX", CONFIG_DURATION, "2s", 0, 10, 60 * 1000, F(db_retry_max_ms),
+     "longest wait between attempts to reconnect to PostgreSQL"},
+    {"HUBBUB_SHUTDOWN_TIMEOUT", CONFIG_DURATION, "10s", 0, 0, 600 * 1000, F(shutdown_timeout_ms),
+     "on SIGINT/SIGTERM, how long to wait for in-flight deliveries before exiting"},
+    {"HUBBUB_LOG_LEVEL", CONFIG_LOG_LEVEL, "info", 0, 0, 0, F(log_level),
+     "debug, info, warn or error"},
+    {"HUBBUB_MASTER_KEY", CONFIG_SECRET, NULL, 0, 0, 0, F(master_key),
+     "64 hex characters: the key that encrypts secrets at rest"},
+    {"HUBBUB_MASTER_KEY_FILE", CONFIG_STRING, NULL, 0, 0, 0, F(master_key_file),
+     "file holding master keys, one per line, the first encrypts (alternative to "
+     "HUBBUB_MASTER_KEY)"},
+};
+
+#undef F
+
+const struct config_setting *config_settings(size_t *count)
+{
+    *count = HB_ARRAY_SIZE(SETTINGS);
+    return SETTINGS;
+}
+
+static int parse_number_suffix(const char *s, int64_t *num, const char **suffix)
+{
+    errno = 0;
+    char *end;
+    if (!isdigit((unsigned char)*s))
+        return HB_EINVAL;
+    long long v = strtoll(s, &end, 10);
+    if (errno != 0 || v < 0)
+        return HB_EINVAL;
+    while (*end == ' ')
+        end++;
+    *num = v;
+    *suffix = end;
+    return 0;
+}
+
+int config_parse_size(const char *s, int64_t *out)
+{
+    static const struct {
+        const char *name;
+        int64_t mult;
+    } units[] = {{"", 1},           {"b", 1},           {"k", 1024},        {"kb", 1024},
+                 {"kib", 1024},     {"m", MIB},         {"mb", MIB},        {"mib", MIB},
+                 {"g", 1024 * MIB}, {"gb", 1024 * MIB}, {"gib", 1024 * MIB}};
+    int64_t v;
+    const char *suffix;
+    if (parse_number_suffix(s, &v, &suffix) != 0)
+        return HB_EINVAL;
+    for (size_t i = 0; i < HB_ARRAY_SIZE(units); i++) {
+        if (strcasecmp(suffix, units[i].name) == 0) {
+            if (v > INT64_MAX / units[i].mult)
+                return HB_EINVAL;
+            *out = v * units[i].mult;
+            return 0;
+        }
+    }
+    return HB_EINVAL;
+}
+
+int config_parse_duration(const char *s, int64_t *ms)
+{
+    static const struct {
+        const char *name;
+        int64_t mult;
+    } units[] = {{"", 1}, {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}};
+    int64_t v;
+    const char *suffix;
+    if (parse_number_suffix(s, &v, &suffix) != 0)
+        return HB_EINVAL;
+    for (size_t i = 0; i < HB_ARRAY_SIZE(units); i++) {
+        if (strcasecmp(suffix, units[i].name) == 0) {
+            if (v > INT64_MAX / units[i].mult)
+                return HB_EINVAL;
+            *ms = v * units[i].mult;
+            return 0;
+        }
+    }
+    return HB_EINVAL;
+}
+
+int config_parse_listen(const char *s, char *host, size_t hostsz, int *port)
+{
+    const char *colon;
+    size_t hlen;
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (close == NULL || close[1] != ':')
+            return HB_EINVAL;
+        hlen = (size_t)(close - s - 1);
+        s++;
+        colon = close + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (colon == NULL)
+            return HB_EINVAL;
+        hlen = (size_t)(colon - s);
+    }
+    if (hlen == 0 || hlen >= hostsz)
+        return HB_EINVAL;
+    char *end;
+    errno = 0;
+    long p = strtol(colon + 1, &end, 10);
+    if (errno != 0 || *end != '\0' || colon[1] == '\0' || p < 0 || p > 65535)
+        return HB_EINVAL;
+    memcpy(host, s, hlen);
+    host[hlen] = '\0';
+    *port = (int)p;
+    return 0;
+}
+
+static int set_value(struct config *cfg, const struct config_setting *s, const char *v, char *err,
+                     size_t errsz)
+{
+    char *base = (char *)cfg + s->offset;
+    int64_t n;
+    switch (s->type) {
+    case CONFIG_STRING:
+    case CONFIG_SECRET:
+        free(*(char **)base);
+        *(char **)base = xstrdup(v);
+        return 0;
+    case CONFIG_LISTEN: {
+        char host[256];
+        int port;
+        if (config_parse_listen(v, host, sizeof(host), &port) != 0) {
+            snprintf(err, errsz,
+                     "%s: expected host:port such as 127.0.0.1:8080 or [::1]:8080, got '%s'",
+                     s->env, v);
+            return HB_EINVAL;
+        }
+        free(*(char **)base);
+        *(char **)base = xstrdup(v);
+        return 0;
+    }
+    case CONFIG_INT: {
+        char *end;
+        errno = 0;
+        long long x = strtoll(v, &end, 10);
+        if (errno != 0 || *end != '\0' || end == v || x < s->min || x > s->max) {
+            snprintf(err, errsz,
+                     "%s: expected a whole number from %" PRId64 " to %" PRId64 ", got '%s'",
+                     s->env, s->min, s->max, v);
+            return HB_EINVAL;
+        }
+        *(int *)base = (int)x;
+        return 0;
+    }
+    case CONFIG_SIZE:
+        if (config_parse_size(v, &n) != 0 || n < s->min || n > s->max) {
+            snprintf(err, errsz,
+                     "%s: expected a size such as 4MiB or 65536 (bytes) from %" PRId64
+                     " to %" PRId64 " bytes, got '%s'",
+                     s->env, s->min, s->max, v);
+            return HB_EINVAL;
+        }
+        *(size_t *)base = (size_t)n;
+        return 0;
+    case CONFIG_DURATION:
+        if (config_parse_duration(v, &n) != 0 || n < s->min || n > s->max) {
+            snprintf(err, errsz,
+                     "%s: expected a duration such as 5s or 200ms from %" PRId64 "ms to %" PRId64
+                     "ms, got '%s'",
+                     s->env, s->min, s->max, v);
+            return HB_EINVAL;
+        }
+        *(int64_t *)base = n;
+        return 0;
+    case CONFIG_LOG_LEVEL: {
+        enum log_level lvl;
+        if (log_parse_level(v, &lvl) != 0) {
+            snprintf(err, errsz, "%s: expected debug, info, warn or error, got '%s'", s->env, v);
+            return HB_EINVAL;
+        }
+        *(enum log_level *)base = lvl;
+        return 0;
+    }
+    }
+    return HB_EINVAL;
+}
+
+int config_load(struct config *cfg, char *err, size_t errsz)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    for (size_t i = 0; i < HB_ARRAY_SIZE(SETTINGS); i++) {
+        const struct config_setting *s = &SETTINGS[i];
+        const char *v = getenv(s->env);
+        if (v != NULL && v[0] == '\0')
+            v = NULL;
+        if (v == NULL)
+            v = s->default_value;
+        if (v == NULL) {
+            if (s->required) {
+                snprintf(err, errsz, "%s is not set: %s", s->env, s->help);
+                return HB_EINVAL;
+            }
+            continue;
+        }
+        if (set_value(cfg, s, v, err, errsz) != 0)
+            return HB_EINVAL;
+    }
+    return 0;
+}
+
+void config_dispose(struct config *cfg)
+{
+    for (size_t i = 0; i < HB_ARRAY_SIZE(SETTINGS); i++) {
+        const struct config_setting *s = &SETTINGS[i];
+        if (s->type == CONFIG_STRING || s->type == CONFIG_SECRET || s->type == CONFIG_LISTEN) {
+            char **p = (char **)((char *)cfg + s->offset);
+            free(*p);
+            *p = NULL;
+        }
+    }
+}
+
+void config_format_value(const struct config *cfg, const struct config_setting *s, char *out,
+                         size_t outsz)
+{
+    const char *base = (const char *)cfg + s->offset;
+    switch (s->type) {
+    case CONFIG_STRING:
+    case CONFIG_LISTEN:
+        snprintf(out, outsz, "%s", *(char *const *)base ? *(char *const *)base : "(unset)");
+        break;
+    case CONFIG_SECRET:
+        snprintf(out, outsz, "%s", *(char *const *)base ? "(set, hidden)" : "(unset)");
+        break;
+    case CONFIG_INT:
+        snprintf(out, outsz, "%d", *(const int *)base);
+        break;
+    case CONFIG_SIZE:
+        snprintf(out, outsz, "%zu bytes", *(const size_t *)base);
+        break;
+    case CONFIG_DURATION:
+        snprintf(out, outsz, "%" PRId64 "ms", *(const int64_t *)base);
+        break;
+    case CONFIG_LOG_LEVEL:
+        snprintf(out, outsz, "%s", log_level_name(*(const enum log_level *)base));
+        break;
+    }
+}

@@ -1,0 +1,70 @@
+/*
+ * config.h - hubbub's settings: one declarative table (config.c), read from
+ * the environment and checked before anything starts.
+ *
+ * The table is the single source of truth: config_load() walks it, `hubbub
+ * config` prints it, and a unit test checks that README.md documents every
+ * entry, as pgbouncer does for its own table.
+ */
+#ifndef HB_CONFIG_H
+#define HB_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lib/log.h"
+
+struct config {
+    char *database_url;
+    char *listen;      /* host:port */
+    size_t body_limit; /* bytes */
+    int db_pool_size;
+    int ingest_writers;
+    int ingest_batch_max;      /* deliveries per commit */
+    size_t ingest_queue_limit; /* bytes waiting for a commit before 503 */
+    int max_items;             /* items in one delivery */
+    int64_t app_cache_ttl_ms;
+    int64_t db_retry_max_ms;
+    int64_t shutdown_timeout_ms;
+    enum log_level log_level;
+    char *master_key; /* secret */
+    char *master_key_file;
+};
+
+enum config_type {
+    CONFIG_STRING,
+    CONFIG_SECRET,
+    CONFIG_INT,
+    CONFIG_SIZE,
+    CONFIG_DURATION,
+    CONFIG_LOG_LEVEL,
+    CONFIG_LISTEN,
+};
+
+struct config_setting {
+    const char *env;
+    enum config_type type;
+    const char *default_value; /* NULL: no default */
+    int required;
+    int64_t min, max; /* for numbers, sizes (bytes) and durations (ms) */
+    size_t offset;
+    const char *help;
+};
+
+const struct config_setting *config_settings(size_t *count);
+
+/* Fills cfg from the environment (getenv). On a bad value returns HB_EINVAL
+ * and writes a sentence naming the variable and what it expects into err. */
+int config_load(struct config *cfg, char *err, size_t errsz);
+void config_dispose(struct config *cfg);
+
+/* Formats the effective setting s of cfg (secrets masked) into out. */
+void config_format_value(const struct config *cfg, const struct config_setting *s, char *out,
+                         size_t outsz);
+
+/* Parsers shared with the command line; 0 or HB_EINVAL. */
+int config_parse_size(const char *s, int64_t *out);    /* "4MiB", "512k", "1048576" */
+int config_parse_duration(const char *s, int64_t *ms); /* "5s", "200ms", "2m", "1500" (ms) */
+int config_parse_listen(const char *s, char *host, size_t hostsz, int *port);
+
+#endif

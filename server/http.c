@@ -1,0 +1,418 @@
+/*
+ * http.c - listener, routing and answering helpers on libh2o; see http.h.
+ *
+ * h2o gets a single path ("/") with one handler that dispatches on our own
+ * route table: exact and prefix routes in the order added, and a JSON 404
+ * for the rest, so every answer hubbub gives has the same shape.
+ */
+#include "server/http.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/json.h"
+#include "lib/buf.h"
+#include "lib/hb.h"
+#include "lib/log.h"
+#include "server/config.h"
+
+#define MAX_ROUTES 32
+/* No route of ours needs a long URL; Meta's handshake is well under 1 KB. */
+#define MAX_URI_LEN 8192
+
+struct route {
+    char *prefix;
+    size_t len;
+    bool exact;
+    http_handler_fn fn;
+    void *ctx;
+};
+
+struct dispatch_handler {
+    h2o_handler_t super;
+    struct http *http;
+};
+
+struct http {
+    uv_loop_t *loop;
+    h2o_globalconf_t config;
+    h2o_context_t ctx;
+    h2o_accept_ctx_t accept_ctx;
+    bool has_ctx;
+    uv_tcp_t listener;
+    bool listening;
+    size_t nconns;
+    size_t nroutes;
+    struct route routes[MAX_ROUTES];
+};
+
+/* The uv handle h2o owns, with a way back to us when h2o closes it. */
+struct conn {
+    uv_tcp_t tcp;
+    struct http *http;
+};
+
+/* ---- answering ---- */
+
+void http_add_header(h2o_req_t *req, const char *name, const char *value)
+{
+    h2o_add_header_by_str(&req->pool, &req->res.headers, name, strlen(name), 0, NULL, value,
+                          strlen(value));
+}
+
+void http_send(h2o_req_t *req, int status, const char *reason, const char *content_type,
+               const char *body, size_t len)
+{
+    req->res.status = status;
+    req->res.reason = reason;
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type,
+                   strlen(content_type));
+    req->res.content_length = len;
+    h2o_send_inline(req, body, len);
+}
+
+const char *http_reason(int status)
+{
+    switch (status) {
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 409:
+        return "Conflict";
+    case 413:
+        return "Payload Too Large";
+    case 414:
+        return "URI Too Long";
+    case 415:
+        return "Unsupported Media Type";
+    case 422:
+        return "Unprocessable Entity";
+    case 429:
+        return "Too Many Requests";
+    case 500:
+        return "Internal Server Error";
+    case 503:
+        return "Service Unavailable";
+    }
+    return "Unknown";
+}
+
+void http_send_json(h2o_req_t *req, int status, const char *json, size_t len)
+{
+    http_send(req, status, http_reason(status), "application/json", json, len);
+}
+
+void http_send_error(h2o_req_t *req, int status, const char *code, const char *message)
+{
+    struct buf b;
+    buf_init(&b);
+    buf_puts(&b, "{\"error\":{\"code\":");
+    json_write_cstr(&b, code);
+    buf_puts(&b, ",\"message\":");
+    json_write_cstr(&b, message);
+    buf_puts(&b, "}}");
+    if (status == 503)
+        http_add_header(req, "retry-after", "1");
+    http_send_json(req, status, b.data, b.len);
+    buf_dispose(&b);
+}
+
+int http_status_of(int hb_rc)
+{
+    switch (hb_rc) {
+    case 0:
+        return 200;
+    case HB_EINVAL:
+        return 400;
+    case HB_EFORBIDDEN:
+        return 403;
+    case HB_ENOTFOUND:
+        return 404;
+    case HB_EEXIST:
+        return 409;
+    case HB_ETOOBIG:
+        return 413;
+    case HB_EUNAVAILABLE:
+    case HB_EBUSY:
+        return 503;
+    }
+    return 500;
+}
+
+/* ---- requests ---- */
+
+const h2o_iovec_t *http_header(h2o_req_t *req, const char *name)
+{
+    ssize_t i = h2o_find_header_by_str(&req->headers, name, strlen(name), -1);
+    return i < 0 ? NULL : &req->headers.entries[i].value;
+}
+
+bool http_method_is(h2o_req_t *req, const char *method)
+{
+    return h2o_memis(req->method.base, req->method.len, method, strlen(method));
+}
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decodes s[0..n) into dst (at least n bytes); returns the length or -1. */
+static ssize_t url_decode(char *dst, const char *s, size_t n)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '%') {
+            if (i + 2 >= n)
+                return -1;
+            int hi = hexval((unsigned char)s[i + 1]), lo = hexval((unsigned char)s[i + 2]);
+            if (hi < 0 || lo < 0)
+                return -1;
+            dst[o++] = (char)(hi << 4 | lo);
+            i += 2;
+        } else if (s[i] == '+') {
+            dst[o++] = ' ';
+        } else {
+            dst[o++] = s[i];
+        }
+    }
+    return (ssize_t)o;
+}
+
+int http_query(h2o_req_t *req, const char *name, h2o_iovec_t *out)
+{
+    if (req->query_at == SIZE_MAX)
+        return 0;
+    const char *q = req->path.base + req->query_at + 1;
+    const char *end = req->path.base + req->path.len;
+    size_t name_len = strlen(name);
+    char *scratch = h2o_mem_alloc_pool(&req->pool, (size_t)(end - q) + 1);
+    while (q < end) {
+        const char *amp = memchr(q, '&', (size_t)(end - q));
+        const char *pair_end = amp != NULL ? amp : end;
+        const char *eq = memchr(q, '=', (size_t)(pair_end - q));
+        const char *key_end = eq != NULL ? eq : pair_end;
+        ssize_t klen = url_decode(scratch, q, (size_t)(key_end - q));
+        if (klen < 0)
+            return HB_EINVAL;
+        if ((size_t)klen == name_len && memcmp(scratch, name, name_len) == 0) {
+            const char *v = eq != NULL ? eq + 1 : pair_end;
+            char *dst = h2o_mem_alloc_pool(&req->pool, (size_t)(pair_end - v) + 1);
+            ssize_t vlen = url_decode(dst, v, (size_t)(pair_end - v));
+            if (vlen < 0)
+                return HB_EINVAL;
+            dst[vlen] = '\0';
+            *out = h2o_iovec_init(dst, (size_t)vlen);
+            return 1;
+        }
+        q = amp != NULL ? amp + 1 : end;
+    }
+    return 0;
+}
+
+/* ---- holding a request across asynchronous work ---- */
+
+static void on_slot_dispose(void *p)
+{
+    struct http_hold **slot = p;
+    if (*slot != NULL) {
+        (*slot)->req = NULL;
+        (*slot)->slot = NULL;
+    }
+}
+
+void http_hold_init(struct http_hold *hold, h2o_req_t *req)
+{
+    struct http_hold **slot = h2o_mem_alloc_shared(&req->pool, sizeof(*slot), on_slot_dispose);
+    *slot = hold;
+    hold->req = req;
+    hold->slot = slot;
+}
+
+h2o_req_t *http_hold_release(struct http_hold *hold)
+{
+    if (hold->slot != NULL)
+        *(struct http_hold **)hold->slot = NULL;
+    hold->slot = NULL;
+    h2o_req_t *req = hold->req;
+    hold->req = NULL;
+    return req;
+}
+
+/* ---- routing ---- */
+
+void http_route(struct http *h, const char *prefix, bool exact, http_handler_fn fn, void *ctx)
+{
+    if (h->nroutes == MAX_ROUTES)
+        abort(); /* a programming error, not an input */
+    struct route *r = &h->routes[h->nroutes++];
+    r->prefix = xstrdup(prefix);
+    r->len = strlen(prefix);
+    r->exact = exact;
+    r->fn = fn;
+    r->ctx = ctx;
+}
+
+static int on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    struct http *h = ((struct dispatch_handler *)self)->http;
+    h2o_iovec_t path = req->path_normalized;
+    if (req->path.len > MAX_URI_LEN) {
+        http_send_error(req, 414, "uri_too_long", "the URL is longer than 8192 bytes");
+        return 0;
+    }
+    for (size_t i = 0; i < h->nroutes; i++) {
+        const struct route *r = &h->routes[i];
+        if (path.len < r->len || memcmp(path.base, r->prefix, r->len) != 0)
+            continue;
+        if (r->exact && path.len != r->len)
+            continue;
+        return r->fn(r->ctx, req);
+    }
+    http_send_error(req, 404, "not_found", "no such resource");
+    return 0;
+}
+
+/* ---- listener and connections ---- */
+
+struct http *http_new(uv_loop_t *loop, size_t body_limit)
+{
+    struct http *h = xcalloc(1, sizeof(*h));
+    h->loop = loop;
+    h2o_config_init(&h->config);
+    h->config.server_name = h2o_iovec_init(H2O_STRLIT("hubbub"));
+    h->config.max_request_entity_size = body_limit;
+    h2o_hostconf_t *host =
+        h2o_config_register_host(&h->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
+    struct dispatch_handler *handler = (void *)h2o_create_handler(path, sizeof(*handler));
+    handler->super.on_req = on_req;
+    handler->http = h;
+    h2o_context_init(&h->ctx, loop, &h->config);
+    h->has_ctx = true;
+    h->accept_ctx.ctx = &h->ctx;
+    h->accept_ctx.hosts = h->config.hosts;
+    return h;
+}
+
+static void on_conn_close(uv_handle_t *handle)
+{
+    struct conn *c = (struct conn *)handle;
+    c->http->nconns--;
+    free(c);
+}
+
+static void on_reject_close(uv_handle_t *handle)
+{
+    free(handle);
+}
+
+static void on_accept(uv_stream_t *listener, int status)
+{
+    struct http *h = listener->data;
+    if (status != 0)
+        return;
+    struct conn *c = xmalloc(sizeof(*c));
+    c->http = h;
+    uv_tcp_init(listener->loop, &c->tcp);
+    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
+        uv_close((uv_handle_t *)&c->tcp, on_reject_close);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    h->nconns++;
+    h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)&c->tcp, on_conn_close);
+    h2o_accept(&h->accept_ctx, sock);
+}
+
+int http_listen(struct http *h, const char *listen, char *err, size_t errsz)
+{
+    char host[256];
+    int port, rc;
+    struct sockaddr_storage addr;
+    if (config_parse_listen(listen, host, sizeof(host), &port) != 0) {
+        snprintf(err, errsz, "bad listen address '%s'", listen);
+        return HB_EIO;
+    }
+    if (strchr(host, ':') != NULL)
+        rc = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&addr);
+    else
+        rc = uv_ip4_addr(host, port, (struct sockaddr_in *)&addr);
+    if (rc != 0) {
+        snprintf(err, errsz, "'%s' is not an IP address: %s", host, uv_strerror(rc));
+        return HB_EIO;
+    }
+    uv_tcp_init(h->loop, &h->listener);
+    h->listener.data = h;
+    h->listening = true;
+    if ((rc = uv_tcp_bind(&h->listener, (struct sockaddr *)&addr, 0)) != 0 ||
+        (rc = uv_listen((uv_stream_t *)&h->listener, 1024, on_accept)) != 0) {
+        snprintf(err, errsz, "cannot listen on %s: %s", listen, uv_strerror(rc));
+        return HB_EIO;
+    }
+    return 0;
+}
+
+void http_stop_accepting(struct http *h)
+{
+    if (h->listening) {
+        uv_close((uv_handle_t *)&h->listener, NULL);
+        h->listening = false;
+    }
+    h2o_context_request_shutdown(&h->ctx);
+}
+
+void http_close_idle(struct http *h)
+{
+    /* h2o 2.2 has no call to close idle keep-alive connections; expiring their
+     * idle timeouts now makes h2o close them itself, cleanly. */
+    uint64_t now = h2o_now(h->loop);
+    h->ctx.http1.req_timeout.timeout = 0;
+    h->ctx.http2.idle_timeout.timeout = 0;
+    h2o_timeout_run(h->loop, &h->ctx.http1.req_timeout, now);
+    h2o_timeout_run(h->loop, &h->ctx.http2.idle_timeout, now);
+}
+
+size_t http_connection_count(const struct http *h)
+{
+    return h->nconns;
+}
+
+void http_free(struct http *h)
+{
+    if (h == NULL)
+        return;
+    if (h->listening)
+        uv_close((uv_handle_t *)&h->listener, NULL);
+    if (h->has_ctx) {
+        /* h2o's HTTP/2 shutdown arms a one-second GOAWAY re-send even with no
+         * HTTP/2 connection; it must not outlive the context. */
+        if (h2o_timeout_is_linked(&h->ctx.http2._graceful_shutdown_timeout))
+            h2o_timeout_unlink(&h->ctx.http2._graceful_shutdown_timeout);
+        h2o_context_dispose(&h->ctx);
+    }
+    h2o_config_dispose(&h->config);
+    for (size_t i = 0; i < h->nroutes; i++)
+        free(h->routes[i].prefix);
+    free(h);
+}

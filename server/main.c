@@ -1,0 +1,502 @@
+/*
+ * main.c - the hubbub command: start-up order, signals and drain for `serve`,
+ * and the small administrative commands that talk to PostgreSQL directly.
+ *
+ * serve: settings are checked, the master key loaded and the schema verified
+ * before the listener opens, so a misconfigured hubbub fails at once with one
+ * clear line instead of answering errors. On SIGINT or SIGTERM it stops
+ * accepting, answers every request that is waiting on a commit, closes idle
+ * connections and exits 0; a second signal, or the drain outlasting
+ * HUBBUB_SHUTDOWN_TIMEOUT, exits at once (nothing acknowledged is lost
+ * either way: 200 is only ever sent after COMMIT).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "db/apps.h"
+#include "db/ingest.h"
+#include "db/migrate.h"
+#include "db/pool.h"
+#include "db/tenants.h"
+#include "lib/hb.h"
+#include "lib/log.h"
+#include "lib/secretbox.h"
+#include "server/appcache.h"
+#include "server/config.h"
+#include "server/http.h"
+#include "server/server.h"
+#include "server/webhook.h"
+
+#define EXIT_USAGE 2
+#define SECRET_MAX 512
+
+static const char USAGE[] =
+    "usage: hubbub [command]\n"
+    "\n"
+    "  serve                       serve webhooks (the default)\n"
+    "  migrate                     apply pending database migrations\n"
+    "  migrate status              list migrations; exit 1 unless all are applied\n"
+    "  tenant add NAME [--if-missing]\n"
+    "  app add --tenant NAME --app-id ID [--verify-token T] [--if-missing]\n"
+    "                              the app secret is read from HUBBUB_APP_SECRET or\n"
+    "                              standard input; the verify token may also come\n"
+    "                              from HUBBUB_VERIFY_TOKEN\n"
+    "  app add-secret --app-id ID  add another live secret (same input rules)\n"
+    "  config check                validate and print every setting\n"
+    "  version\n"
+    "\n"
+    "Settings come from the environment; see README.md or `hubbub config check`.\n";
+
+static void die(const char *msg, const char *detail)
+{
+    fprintf(stderr, "hubbub: %s%s%s\n", msg, detail ? ": " : "", detail ? detail : "");
+    exit(1);
+}
+
+/* ---- serve ---- */
+
+struct serve_state {
+    struct server srv;
+    uv_async_t ingest_async;
+    uv_signal_t sigint, sigterm;
+    uv_timer_t drain_timer;
+    uint64_t drain_started;
+    int phase; /* 0 running, 1 draining requests, 2 closing connections */
+};
+
+static void on_ingest_notify(void *arg)
+{
+    uv_async_send(arg);
+}
+
+static void on_ingest_async(uv_async_t *async)
+{
+    struct serve_state *st = async->data;
+    struct ingest_delivery *d = db_ingest_take_completed(st->srv.ingest);
+    while (d != NULL) {
+        struct ingest_delivery *next = d->next;
+        webhook_on_completed(&st->srv, d);
+        d = next;
+    }
+}
+
+static void on_drain_tick(uv_timer_t *t)
+{
+    struct serve_state *st = t->data;
+    struct server *srv = &st->srv;
+    uint64_t elapsed = uv_now(srv->loop) - st->drain_started;
+    if (elapsed > (uint64_t)srv->cfg->shutdown_timeout_ms) {
+        log_error("shutdown timed out; exiting with work still in flight",
+                  "waiting=%zu connections=%zu", srv->inflight, http_connection_count(srv->http));
+        exit(1);
+    }
+    if (st->phase == 1 && srv->inflight == 0 && appcache_pending(srv->apps) == 0) {
+        /* Everything read has been answered; the writers have nothing left. */
+        db_ingest_stop(srv->ingest);
+        on_ingest_async(&st->ingest_async);
+        http_close_idle(srv->http);
+        st->phase = 2;
+    }
+    if (st->phase == 2 && http_connection_count(srv->http) == 0)
+        uv_stop(srv->loop);
+}
+
+static void on_signal(uv_signal_t *sig, int signum)
+{
+    struct serve_state *st = sig->data;
+    if (st->phase != 0) {
+        log_warn("second signal; exiting now", "signal=%d", signum);
+        exit(1);
+    }
+    log_info("shutting down: finishing in-flight deliveries", "signal=%d", signum);
+    st->phase = 1;
+    st->srv.stopping = true;
+    st->drain_started = uv_now(st->srv.loop);
+    http_stop_accepting(st->srv.http);
+    uv_timer_start(&st->drain_timer, on_drain_tick, 0, 10);
+}
+
+static int healthz(void *ctx, h2o_req_t *req)
+{
+    (void)ctx;
+    static const char body[] = "{\"status\":\"ok\"}";
+    http_send_json(req, 200, body, sizeof(body) - 1);
+    return 0;
+}
+
+static PGconn *connect_or_die(const struct config *cfg)
+{
+    char err[512];
+    PGconn *c = db_connect(cfg->database_url, err, sizeof(err));
+    if (c == NULL)
+        die("cannot connect to the database (DATABASE_URL)", err);
+    return c;
+}
+
+static void load_keys_or_die(const struct config *cfg, struct secretbox *keys)
+{
+    const char *why;
+    secretbox_init(keys);
+    if (secretbox_load(keys, cfg->master_key, cfg->master_key_file, &why) != 0)
+        die(why, NULL);
+}
+
+static int cmd_serve(const struct config *cfg)
+{
+    struct secretbox keys;
+    load_keys_or_die(cfg, &keys);
+
+    char err[1024];
+    PGconn *c = connect_or_die(cfg);
+    if (db_migrate_check(c, db_migrations_embedded, db_migrations_embedded_count, err,
+                         sizeof(err)) != 0)
+        die("the database schema is not current", err);
+    PQfinish(c);
+
+    /* The lookups run on libuv's pool; give it a thread per connection. */
+    char nthreads[16];
+    snprintf(nthreads, sizeof(nthreads), "%d", cfg->db_pool_size);
+    setenv("UV_THREADPOOL_SIZE", nthreads, 0);
+    signal(SIGPIPE, SIG_IGN);
+
+    struct serve_state st;
+    memset(&st, 0, sizeof(st));
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct server *srv = &st.srv;
+    srv->loop = &loop;
+    srv->cfg = cfg;
+    srv->keys = &keys;
+    srv->pool = db_pool_new(cfg->database_url, cfg->db_pool_size);
+    srv->apps = appcache_new(&loop, srv->pool, &keys, cfg->app_cache_ttl_ms);
+
+    uv_async_init(&loop, &st.ingest_async, on_ingest_async);
+    st.ingest_async.data = &st;
+    struct db_ingest_config icfg = {cfg->database_url, cfg->ingest_writers, cfg->ingest_batch_max,
+                                    cfg->ingest_queue_limit, cfg->db_retry_max_ms};
+    srv->ingest = db_ingest_new(&icfg, on_ingest_notify, &st.ingest_async);
+
+    srv->http = http_new(&loop, cfg->body_limit);
+    http_route(srv->http, "/healthz", true, healthz, srv);
+    http_route(srv->http, WEBHOOK_PREFIX, false, webhook_handle, srv);
+    if (http_listen(srv->http, cfg->listen, err, sizeof(err)) != 0)
+        die(err, NULL);
+
+    uv_signal_init(&loop, &st.sigint);
+    uv_signal_init(&loop, &st.sigterm);
+    st.sigint.data = st.sigterm.data = &st;
+    uv_signal_start(&st.sigint, on_signal, SIGINT);
+    uv_signal_start(&st.sigterm, on_signal, SIGTERM);
+    uv_timer_init(&loop, &st.drain_timer);
+    st.drain_timer.data = &st;
+
+    log_info("listening", "addr=%s writers=%d pool=%d body_limit=%zu", cfg->listen,
+             cfg->ingest_writers, cfg->db_pool_size, cfg->body_limit);
+    uv_run(&loop, UV_RUN_DEFAULT);
+
+    /* Drained: h2o's context runs the loop itself while disposing, so it is
+     * torn down here, outside uv_run. */
+    http_free(srv->http);
+    uv_close((uv_handle_t *)&st.ingest_async, NULL);
+    uv_close((uv_handle_t *)&st.sigint, NULL);
+    uv_close((uv_handle_t *)&st.sigterm, NULL);
+    uv_close((uv_handle_t *)&st.drain_timer, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    int rc = uv_loop_close(&loop);
+    if (rc != 0)
+        log_error("event loop closed with handles still open", "error=%s", uv_strerror(rc));
+
+    db_ingest_free(srv->ingest);
+    appcache_free(srv->apps);
+    db_pool_free(srv->pool);
+    secretbox_dispose(&keys);
+    log_info("stopped", "%s", "");
+    return rc == 0 ? 0 : 1;
+}
+
+/* ---- migrate ---- */
+
+static int cmd_migrate(const struct config *cfg, int argc, char **argv)
+{
+    char err[1024];
+    PGconn *c = connect_or_die(cfg);
+    int rc;
+    if (argc >= 1 && strcmp(argv[0], "status") == 0) {
+        rc = db_migrate_status(c, db_migrations_embedded, db_migrations_embedded_count, stdout, err,
+                               sizeof(err));
+        if (rc == 0)
+            rc = db_migrate_check(c, db_migrations_embedded, db_migrations_embedded_count, err,
+                                  sizeof(err));
+    } else if (argc == 0) {
+        rc = db_migrate_apply(c, db_migrations_embedded, db_migrations_embedded_count, stdout, err,
+                              sizeof(err));
+        if (rc == 0)
+            printf("schema is current (%zu migrations)\n", db_migrations_embedded_count);
+    } else {
+        fputs(USAGE, stderr);
+        PQfinish(c);
+        return EXIT_USAGE;
+    }
+    PQfinish(c);
+    if (rc != 0) {
+        fprintf(stderr, "hubbub: %s\n", err);
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- tenant, app ---- */
+
+static const char *flag_value(int argc, char **argv, const char *name)
+{
+    for (int i = 0; i + 1 < argc; i++)
+        if (strcmp(argv[i], name) == 0)
+            return argv[i + 1];
+    return NULL;
+}
+
+static bool has_flag(int argc, char **argv, const char *name)
+{
+    for (int i = 0; i < argc; i++)
+        if (strcmp(argv[i], name) == 0)
+            return true;
+    return false;
+}
+
+static int cmd_tenant(const struct config *cfg, int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[0], "add") != 0) {
+        fputs(USAGE, stderr);
+        return EXIT_USAGE;
+    }
+    PGconn *c = connect_or_die(cfg);
+    int64_t id;
+    int rc = db_tenant_add(c, argv[1], &id);
+    if (rc == HB_EEXIST && has_flag(argc, argv, "--if-missing") &&
+        db_tenant_find(c, argv[1], &id) == 0) {
+        printf("tenant %s exists (id %" PRId64 ")\n", argv[1], id);
+        rc = 0;
+    } else if (rc == 0) {
+        printf("tenant %s added (id %" PRId64 ")\n", argv[1], id);
+    } else if (rc == HB_EEXIST) {
+        fprintf(stderr, "hubbub: a tenant named %s already exists\n", argv[1]);
+    } else if (rc == HB_EINVAL) {
+        fprintf(stderr, "hubbub: tenant names are 1-63 letters, digits, '.', '_' or '-'\n");
+    } else {
+        fprintf(stderr, "hubbub: cannot add the tenant: %s\n", PQerrorMessage(c));
+    }
+    PQfinish(c);
+    return rc == 0 ? 0 : 1;
+}
+
+/* Reads a secret from the environment variable env, or else one line of
+ * standard input (without echo on a terminal). Never from argv, which other
+ * users can read in the process list. */
+static int read_secret(const char *env, const char *prompt, char *out, size_t outsz)
+{
+    const char *v = getenv(env);
+    if (v != NULL && v[0] != '\0') {
+        if (strlen(v) >= outsz)
+            return HB_ETOOBIG;
+        snprintf(out, outsz, "%s", v);
+        return 0;
+    }
+    bool tty = isatty(STDIN_FILENO);
+    struct termios old, quiet;
+    if (tty) {
+        fprintf(stderr, "%s: ", prompt);
+        tcgetattr(STDIN_FILENO, &old);
+        quiet = old;
+        quiet.c_lflag &= ~(tcflag_t)ECHO;
+        tcsetattr(STDIN_FILENO, TCSANOW, &quiet);
+    }
+    char *line = fgets(out, (int)outsz, stdin);
+    if (tty) {
+        tcsetattr(STDIN_FILENO, TCSANOW, &old);
+        fputc('\n', stderr);
+    }
+    if (line == NULL)
+        return HB_EINVAL;
+    size_t n = strlen(out);
+    if (n == outsz - 1 && out[n - 1] != '\n')
+        return HB_ETOOBIG;
+    while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r'))
+        out[--n] = '\0';
+    return n == 0 ? HB_EINVAL : 0;
+}
+
+static void hint_of(const char *secret, char *hint, size_t hintsz)
+{
+    size_t n = strlen(secret);
+    snprintf(hint, hintsz, "...%s", n >= 12 ? secret + n - 4 : "");
+}
+
+static bool valid_meta_app_id(const char *id)
+{
+    size_t n = strlen(id);
+    if (n == 0 || n > APP_ID_MAX)
+        return false;
+    return strspn(id, "0123456789") == n;
+}
+
+static int cmd_app(const struct config *cfg, int argc, char **argv)
+{
+    if (argc < 1 || (strcmp(argv[0], "add") != 0 && strcmp(argv[0], "add-secret") != 0)) {
+        fputs(USAGE, stderr);
+        return EXIT_USAGE;
+    }
+    bool add = strcmp(argv[0], "add") == 0;
+    const char *app_id = flag_value(argc, argv, "--app-id");
+    const char *tenant = flag_value(argc, argv, "--tenant");
+    const char *token = flag_value(argc, argv, "--verify-token");
+    if (token == NULL)
+        token = getenv("HUBBUB_VERIFY_TOKEN");
+    if (app_id == NULL || (add && (tenant == NULL || token == NULL || token[0] == '\0'))) {
+        fputs(USAGE, stderr);
+        return EXIT_USAGE;
+    }
+    if (!valid_meta_app_id(app_id)) {
+        fprintf(stderr, "hubbub: --app-id must be the numeric Meta app id (1-%d digits)\n",
+                APP_ID_MAX);
+        return EXIT_USAGE;
+    }
+
+    struct secretbox keys;
+    load_keys_or_die(cfg, &keys);
+    PGconn *c = connect_or_die(cfg);
+    int rc = 0;
+    int64_t tenant_id = -1, id = 0;
+    if (add && (rc = db_tenant_find(c, tenant, &tenant_id)) != 0) {
+        fprintf(stderr, "hubbub: no tenant named %s\n", tenant);
+        goto out;
+    }
+    if (add && has_flag(argc, argv, "--if-missing")) {
+        struct db_app *existing = NULL;
+        if (db_app_get(c, app_id, &existing) == 0) {
+            printf("app %s exists; left unchanged\n", app_id);
+            db_app_free(existing);
+            goto out;
+        }
+    }
+
+    char secret[SECRET_MAX], hint[16], context[64];
+    if ((rc = read_secret("HUBBUB_APP_SECRET", "app secret", secret, sizeof(secret))) != 0) {
+        fprintf(stderr,
+                "hubbub: give the app secret in HUBBUB_APP_SECRET or on standard input"
+                " (at most %d bytes)\n",
+                SECRET_MAX - 1);
+        goto out;
+    }
+    hint_of(secret, hint, sizeof(hint));
+    snprintf(context, sizeof(context), "app_secret:%s", app_id);
+    char *secret_sealed = secretbox_seal(&keys, context, secret, strlen(secret));
+    explicit_bzero(secret, sizeof(secret));
+
+    if (add) {
+        snprintf(context, sizeof(context), "verify_token:%s", app_id);
+        char *token_sealed = secretbox_seal(&keys, context, token, strlen(token));
+        rc = db_app_add(c, tenant_id, app_id, token_sealed, secret_sealed, hint, &id);
+        free(token_sealed);
+        if (rc == 0)
+            printf("app %s added for tenant %s (secret %s); callback URL path: /webhooks/%s\n",
+                   app_id, tenant, hint, app_id);
+        else if (rc == HB_EEXIST)
+            fprintf(stderr, "hubbub: app %s already exists\n", app_id);
+    } else {
+        rc = db_app_add_secret(c, app_id, secret_sealed, hint);
+        if (rc == 0)
+            printf("secret %s added to app %s; both old and new now verify\n", hint, app_id);
+        else if (rc == HB_ENOTFOUND)
+            fprintf(stderr, "hubbub: no app %s\n", app_id);
+    }
+    free(secret_sealed);
+    if (rc != 0 && rc != HB_EEXIST && rc != HB_ENOTFOUND)
+        fprintf(stderr, "hubbub: database error: %s\n", PQerrorMessage(c));
+out:
+    PQfinish(c);
+    secretbox_dispose(&keys);
+    return rc == 0 ? 0 : 1;
+}
+
+/* ---- config ---- */
+
+static int cmd_config(int argc, char **argv)
+{
+    if (argc < 1 || strcmp(argv[0], "check") != 0) {
+        fputs(USAGE, stderr);
+        return EXIT_USAGE;
+    }
+    struct config cfg;
+    char err[512];
+    if (config_load(&cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "hubbub: %s\n", err);
+        config_dispose(&cfg);
+        return 1;
+    }
+    size_t n;
+    const struct config_setting *s = config_settings(&n);
+    for (size_t i = 0; i < n; i++) {
+        char value[256];
+        config_format_value(&cfg, &s[i], value, sizeof(value));
+        printf("%-26s %s\n", s[i].env, value);
+    }
+    struct secretbox keys;
+    const char *why;
+    secretbox_init(&keys);
+    int rc = secretbox_load(&keys, cfg.master_key, cfg.master_key_file, &why);
+    if (rc != 0)
+        fprintf(stderr, "hubbub: %s\n", why);
+    else
+        printf("master keys: %d loaded, sealing with key %s\n", keys.nkeys, keys.keys[0].id);
+    secretbox_dispose(&keys);
+    config_dispose(&cfg);
+    return rc == 0 ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+    const char *cmd = argc > 1 ? argv[1] : "serve";
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        fputs(USAGE, stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("hubbub 0.1.0 (libh2o %s, libuv %s, libpq %d)\n", H2O_VERSION, uv_version_string(),
+               PQlibVersion());
+        return 0;
+    }
+    if (strcmp(cmd, "config") == 0)
+        return cmd_config(argc - 2, argv + 2);
+
+    struct config cfg;
+    char err[512];
+    if (config_load(&cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "hubbub: %s\n", err);
+        config_dispose(&cfg);
+        return 1;
+    }
+    log_set_level(cfg.log_level);
+
+    int rc;
+    if (strcmp(cmd, "serve") == 0)
+        rc = cmd_serve(&cfg);
+    else if (strcmp(cmd, "migrate") == 0)
+        rc = cmd_migrate(&cfg, argc - 2, argv + 2);
+    else if (strcmp(cmd, "tenant") == 0)
+        rc = cmd_tenant(&cfg, argc - 2, argv + 2);
+    else if (strcmp(cmd, "app") == 0)
+        rc = cmd_app(&cfg, argc - 2, argv + 2);
+    else {
+        fputs(USAGE, stderr);
+        rc = EXIT_USAGE;
+    }
+    config_dispose(&cfg);
+    return rc;
+}

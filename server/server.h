@@ -1,0 +1,32 @@
+/*
+ * server.h - what the running server's handlers share. main.c builds one
+ * struct server for `hubbub serve` and owns everything in it; handlers only
+ * borrow it. Every field is used on the loop thread only.
+ */
+#ifndef HB_SERVER_H
+#define HB_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <uv.h>
+
+#include "db/ingest.h"
+#include "db/pool.h"
+#include "lib/secretbox.h"
+#include "server/appcache.h"
+#include "server/config.h"
+#include "server/http.h"
+
+struct server {
+    uv_loop_t *loop;
+    const struct config *cfg;
+    const struct secretbox *keys;
+    struct db_pool *pool;
+    struct db_ingest *ingest;
+    struct appcache *apps;
+    struct http *http;
+    size_t inflight; /* requests waiting on a lookup or a commit */
+    bool stopping;
+};
+
+#endif

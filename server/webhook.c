@@ -1,0 +1,292 @@
+/*
+ * webhook.c - verification handshake and signed deliveries; see webhook.h.
+ *
+ * Order of checks on a POST, cheapest and least revealing first: the app id
+ * must be digits; the signature header must be well-formed (403 before any
+ * lookup); the app must exist (404); the signature must match one of its
+ * secrets (403, nothing stored); only then is the body parsed and stored.
+ */
+#include "server/webhook.h"
+
+#include <inttypes.h>
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/json.h"
+#include "lib/buf.h"
+#include "lib/hb.h"
+#include "lib/log.h"
+#include "server/payload.h"
+#include "server/signature.h"
+
+#define CHALLENGE_MAX 1024
+
+/* A request waiting for its app to be looked up. */
+struct app_wait {
+    struct server *srv;
+    struct http_hold hold;
+    uint8_t digest[SIGNATURE_LEN];
+};
+
+/* A request waiting for its delivery to commit. */
+struct commit_wait {
+    struct http_hold hold;
+};
+
+static bool valid_app_id(h2o_iovec_t id)
+{
+    if (id.len == 0 || id.len > APP_ID_MAX)
+        return false;
+    for (size_t i = 0; i < id.len; i++)
+        if (id.base[i] < '0' || id.base[i] > '9')
+            return false;
+    return true;
+}
+
+static void send_lookup_error(h2o_req_t *req, int rc)
+{
+    if (rc == HB_ENOTFOUND)
+        http_send_error(req, 404, "not_found", "no app with this id");
+    else if (rc == HB_EUNAVAILABLE)
+        http_send_error(req, 503, "unavailable", "the database is unavailable; retry later");
+    else
+        http_send_error(req, 500, "internal", "the app could not be loaded");
+}
+
+/* ---- GET: verification ---- */
+
+static bool token_matches(const struct buf *expected, h2o_iovec_t given)
+{
+    /* Hash both so that the comparison time does not depend on where they differ
+     * or on the expected length. */
+    uint8_t a[SHA256_DIGEST_LENGTH], b[SHA256_DIGEST_LENGTH];
+    SHA256((const uint8_t *)expected->data, expected->len, a);
+    SHA256((const uint8_t *)given.base, given.len, b);
+    return CRYPTO_memcmp(a, b, sizeof(a)) == 0 && expected->len > 0;
+}
+
+static void verify(h2o_req_t *req, const struct app *app)
+{
+    h2o_iovec_t mode = {NULL, 0}, token = {NULL, 0}, challenge = {NULL, 0};
+    if (http_query(req, "hub.mode", &mode) < 0 || http_query(req, "hub.verify_token", &token) < 0 ||
+        http_query(req, "hub.challenge", &challenge) < 0) {
+        http_send_error(req, 400, "bad_request", "the query string is not valid percent-encoding");
+        return;
+    }
+    if (!h2o_memis(mode.base, mode.len, H2O_STRLIT("subscribe"))) {
+        http_send_error(req, 403, "verification_failed", "hub.mode must be \"subscribe\"");
+        return;
+    }
+    if (!token_matches(&app->verify_token, token)) {
+        log_warn("verification with a wrong verify token", "meta_app_id=%s", app->meta_app_id);
+        http_send_error(req, 403, "verification_failed",
+                        "hub.verify_token does not match the app's verify token");
+        return;
+    }
+    if (challenge.len == 0 || challenge.len > CHALLENGE_MAX) {
+        http_send_error(req, 400, "bad_request", "hub.challenge is missing or too long");
+        return;
+    }
+    log_info("verification handshake answered", "meta_app_id=%s", app->meta_app_id);
+    http_add_header(req, "x-content-type-options", "nosniff");
+    http_send(req, 200, "OK", "text/plain; charset=utf-8", challenge.base, challenge.len);
+}
+
+/* ---- POST: deliveries ---- */
+
+static bool signature_ok(const struct app *app, const uint8_t digest[SIGNATURE_LEN],
+                         h2o_iovec_t body)
+{
+    bool ok = false;
+    /* Check every secret, so timing does not tell which one matched. */
+    for (size_t i = 0; i < app->nsecrets; i++)
+        ok |= signature_matches(digest, app->secrets[i].data, app->secrets[i].len, body.base,
+                                body.len);
+    return ok;
+}
+
+static struct ingest_delivery *delivery_from(h2o_req_t *req, const struct app *app,
+                                             const uint8_t digest[SIGNATURE_LEN],
+                                             const struct config *cfg)
+{
+    struct ingest_delivery *d = ingest_delivery_new();
+    d->app_id = app->id;
+    d->has_tenant = app->has_tenant;
+    d->tenant_id = app->tenant_id;
+    d->received_at_us =
+        (int64_t)req->processed_at.at.tv_sec * 1000000 + req->processed_at.at.tv_usec;
+    signature_format(digest, d->signature);
+    d->body = xmalloc(req->entity.len + 1);
+    if (req->entity.len != 0)
+        memcpy(d->body, req->entity.base, req->entity.len);
+    d->body_len = req->entity.len;
+
+    struct payload p;
+    const char *why = NULL;
+    struct payload_limits lim = {JSON_DEFAULT_MAX_DEPTH, (size_t)cfg->max_items};
+    if (payload_split(req->entity.base != NULL ? req->entity.base : "", req->entity.len, &lim, &p,
+                      &why) != 0) {
+        d->reject_reason = xstrdup(why != NULL ? why : "not a Meta webhook payload");
+        return d;
+    }
+    /* The payload's strings move into the delivery; no copies. */
+    d->object = p.object;
+    d->events = xcalloc(p.nevents ? p.nevents : 1, sizeof(*d->events));
+    d->nevents = p.nevents;
+    for (size_t i = 0; i < p.nevents; i++) {
+        struct payload_event *pe = &p.events[i];
+        struct ingest_event *e = &d->events[i];
+        e->field = pe->field;
+        e->entry_id = pe->entry_id;
+        e->has_entry_time = pe->has_entry_time;
+        e->entry_time_ms = pe->entry_time_ms;
+        e->json = pe->json;
+        e->json_len = pe->json_len;
+        memcpy(e->dedup_key, pe->dedup_key, INGEST_KEY_LEN);
+    }
+    free(p.events);
+    return d;
+}
+
+static void accept_delivery(struct server *srv, h2o_req_t *req, const struct app *app,
+                            const uint8_t digest[SIGNATURE_LEN])
+{
+    if (!signature_ok(app, digest, req->entity)) {
+        log_warn("delivery with a wrong signature; not stored", "meta_app_id=%s bytes=%zu",
+                 app->meta_app_id, req->entity.len);
+        http_send_error(req, 403, "bad_signature",
+                        "X-Hub-Signature-256 does not match the body signed with the app secret");
+        return;
+    }
+    struct ingest_delivery *d = delivery_from(req, app, digest, srv->cfg);
+    struct commit_wait *wait = xmalloc(sizeof(*wait));
+    http_hold_init(&wait->hold, req);
+    d->data = wait;
+    int rc = db_ingest_submit(srv->ingest, d);
+    if (rc != 0) {
+        http_hold_release(&wait->hold);
+        free(wait);
+        ingest_delivery_free(d);
+        if (rc == HB_EBUSY)
+            http_send_error(req, 503, "overloaded", "too many deliveries waiting; retry later");
+        else
+            http_send_error(req, 503, "unavailable", "the database is unavailable; retry later");
+        return;
+    }
+    srv->inflight++;
+}
+
+void webhook_on_completed(struct server *srv, struct ingest_delivery *d)
+{
+    struct commit_wait *wait = d->data;
+    h2o_req_t *req = http_hold_release(&wait->hold);
+    free(wait);
+    srv->inflight--;
+
+    if (d->rc == 0 && d->reject_reason != NULL)
+        log_warn("delivery stored as rejected",
+                 "app_id=%" PRId64 " delivery_id=%" PRId64 " reason=\"%s\"", d->app_id,
+                 d->delivery_id, d->reject_reason);
+    else if (d->rc == 0)
+        log_debug("delivery stored",
+                  "app_id=%" PRId64 " delivery_id=%" PRId64 " events=%zu new=%zu", d->app_id,
+                  d->delivery_id, d->nevents, d->nstored);
+
+    if (req == NULL) {
+        ingest_delivery_free(d);
+        return;
+    }
+    struct buf b;
+    buf_init(&b);
+    if (d->rc == 0 && d->reject_reason == NULL) {
+        buf_printf(&b,
+                   "{\"status\":\"stored\",\"delivery_id\":%" PRId64
+                   ",\"events\":%zu,\"duplicates\":%zu}",
+                   d->delivery_id, d->nevents, d->nevents - d->nstored);
+        http_send_json(req, 200, b.data, b.len);
+    } else if (d->rc == 0) {
+        buf_puts(&b, "{\"error\":{\"code\":\"invalid_payload\",\"message\":");
+        json_write_cstr(&b, d->reject_reason);
+        buf_printf(&b, ",\"delivery_id\":%" PRId64 "}}", d->delivery_id);
+        http_send_json(req, 400, b.data, b.len);
+    } else if (d->rc == HB_EUNAVAILABLE) {
+        http_send_error(req, 503, "unavailable", "the database is unavailable; retry later");
+    } else {
+        http_send_error(req, 500, "internal", "the delivery could not be stored");
+    }
+    buf_dispose(&b);
+    ingest_delivery_free(d);
+}
+
+/* ---- dispatch ---- */
+
+static void on_app(void *arg, const struct app *app, int rc)
+{
+    struct app_wait *wait = arg;
+    struct server *srv = wait->srv;
+    h2o_req_t *req = http_hold_release(&wait->hold);
+    srv->inflight--;
+    if (req != NULL) {
+        if (app == NULL)
+            send_lookup_error(req, rc);
+        else if (http_method_is(req, "GET"))
+            verify(req, app);
+        else
+            accept_delivery(srv, req, app, wait->digest);
+    }
+    free(wait);
+}
+
+int webhook_handle(void *ctx, h2o_req_t *req)
+{
+    struct server *srv = ctx;
+    h2o_iovec_t id = h2o_iovec_init(req->path_normalized.base + strlen(WEBHOOK_PREFIX),
+                                    req->path_normalized.len - strlen(WEBHOOK_PREFIX));
+    if (!valid_app_id(id)) {
+        http_send_error(req, 404, "not_found", "no app with this id");
+        return 0;
+    }
+    bool is_get = http_method_is(req, "GET"), is_post = http_method_is(req, "POST");
+    if (!is_get && !is_post) {
+        http_add_header(req, "allow", "GET, POST");
+        http_send_error(req, 405, "method_not_allowed", "use GET to verify and POST to deliver");
+        return 0;
+    }
+    uint8_t digest[SIGNATURE_LEN];
+    if (is_post) {
+        const h2o_iovec_t *sig = http_header(req, "x-hub-signature-256");
+        if (sig == NULL || signature_parse(sig->base, sig->len, digest) != 0) {
+            http_send_error(req, 403, "bad_signature",
+                            sig == NULL ? "X-Hub-Signature-256 is missing"
+                                        : "X-Hub-Signature-256 must be sha256= and 64 hex digits");
+            return 0;
+        }
+    }
+    if (srv->stopping) {
+        http_send_error(req, 503, "unavailable", "shutting down; retry later");
+        return 0;
+    }
+
+    char meta_app_id[APP_ID_MAX + 1];
+    memcpy(meta_app_id, id.base, id.len);
+    meta_app_id[id.len] = '\0';
+    const struct app *app = appcache_find(srv->apps, meta_app_id);
+    if (app != NULL) {
+        if (is_get)
+            verify(req, app);
+        else
+            accept_delivery(srv, req, app, digest);
+        return 0;
+    }
+    struct app_wait *wait = xcalloc(1, sizeof(*wait));
+    wait->srv = srv;
+    http_hold_init(&wait->hold, req);
+    if (is_post)
+        memcpy(wait->digest, digest, SIGNATURE_LEN);
+    srv->inflight++;
+    appcache_fetch(srv->apps, meta_app_id, on_app, wait);
+    return 0;
+}

@@ -1,0 +1,184 @@
+/*
+ * test_config.c - the settings table: parsing, defaults, clear errors, and
+ * the README documenting every setting.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/hb.h"
+#include "server/config.h"
+
+#ifndef HB_SOURCE_DIR
+#define HB_SOURCE_DIR "."
+#endif
+
+static void clear_env(void)
+{
+    size_t n;
+    const struct config_setting *s = config_settings(&n);
+    for (size_t i = 0; i < n; i++)
+        unsetenv(s[i].env);
+}
+
+static void test_sizes(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in;
+        int64_t want;
+    } ok[] = {{"0", 0},           {"65536", 65536},       {"4MiB", 4194304}, {"4mb", 4194304},
+              {"512k", 524288},   {"1 GiB", 1073741824},  {"10b", 10}};
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        int64_t v = -1;
+        assert_int_equal(config_parse_size(ok[i].in, &v), 0);
+        assert_int_equal(v, ok[i].want);
+    }
+    const char *bad[] = {"", "MiB", "-1", "4 TiB", "4MiBs", "1.5MiB", "99999999999999999999"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        int64_t v;
+        assert_int_equal(config_parse_size(bad[i], &v), HB_EINVAL);
+    }
+}
+
+static void test_durations(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in;
+        int64_t want;
+    } ok[] = {{"1500", 1500}, {"200ms", 200}, {"5s", 5000}, {"2m", 120000}, {"1h", 3600000}};
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        int64_t v = -1;
+        assert_int_equal(config_parse_duration(ok[i].in, &v), 0);
+        assert_int_equal(v, ok[i].want);
+    }
+    int64_t v;
+    assert_int_equal(config_parse_duration("5 days", &v), HB_EINVAL);
+    assert_int_equal(config_parse_duration("s", &v), HB_EINVAL);
+}
+
+static void test_listen_addresses(void **state)
+{
+    (void)state;
+    char host[64];
+    int port;
+    assert_int_equal(config_parse_listen("127.0.0.1:8080", host, sizeof(host), &port), 0);
+    assert_string_equal(host, "127.0.0.1");
+    assert_int_equal(port, 8080);
+    assert_int_equal(config_parse_listen("[::1]:443", host, sizeof(host), &port), 0);
+    assert_string_equal(host, "::1");
+    assert_int_equal(port, 443);
+    const char *bad[] = {"8080", "127.0.0.1", "127.0.0.1:", ":80", "127.0.0.1:65536",
+                         "127.0.0.1:80x", "[::1]80"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(config_parse_listen(bad[i], host, sizeof(host), &port), HB_EINVAL);
+}
+
+static void test_defaults(void **state)
+{
+    (void)state;
+    clear_env();
+    setenv("DATABASE_URL", "postgresql:///x", 1);
+    struct config cfg;
+    char err[256] = "";
+    assert_int_equal(config_load(&cfg, err, sizeof(err)), 0);
+    assert_string_equal(cfg.listen, "127.0.0.1:8080");
+    assert_int_equal(cfg.body_limit, 4 * 1024 * 1024);
+    assert_int_equal(cfg.db_pool_size, 4);
+    assert_int_equal(cfg.app_cache_ttl_ms, 5000);
+    assert_int_equal(cfg.log_level, HB_LOG_INFO);
+    assert_null(cfg.master_key);
+    config_dispose(&cfg);
+}
+
+static void test_errors_name_the_variable(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *env, *value, *expect;
+    } cases[] = {
+        {"HUBBUB_BODY_LIMIT", "lots", "HUBBUB_BODY_LIMIT"},
+        {"HUBBUB_BODY_LIMIT", "1b", "HUBBUB_BODY_LIMIT"}, /* below the minimum */
+        {"HUBBUB_DB_POOL_SIZE", "0", "from 1 to 64"},
+        {"HUBBUB_DB_POOL_SIZE", "4x", "HUBBUB_DB_POOL_SIZE"},
+        {"HUBBUB_LISTEN", "localhost", "host:port"},
+        {"HUBBUB_LOG_LEVEL", "loud", "debug, info, warn or error"},
+        {"HUBBUB_APP_CACHE_TTL", "soon", "HUBBUB_APP_CACHE_TTL"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        clear_env();
+        setenv("DATABASE_URL", "postgresql:///x", 1);
+        setenv(cases[i].env, cases[i].value, 1);
+        struct config cfg;
+        char err[512] = "";
+        assert_int_equal(config_load(&cfg, err, sizeof(err)), HB_EINVAL);
+        assert_non_null(strstr(err, cases[i].expect));
+        assert_non_null(strstr(err, cases[i].value));
+        config_dispose(&cfg);
+    }
+    clear_env();
+    struct config cfg;
+    char err[512] = "";
+    assert_int_equal(config_load(&cfg, err, sizeof(err)), HB_EINVAL);
+    assert_non_null(strstr(err, "DATABASE_URL is not set"));
+    config_dispose(&cfg);
+}
+
+static void test_secrets_are_masked(void **state)
+{
+    (void)state;
+    clear_env();
+    setenv("DATABASE_URL", "postgresql://u:hunter2@db/x", 1);
+    setenv("HUBBUB_MASTER_KEY", "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff", 1);
+    struct config cfg;
+    char err[256];
+    assert_int_equal(config_load(&cfg, err, sizeof(err)), 0);
+    size_t n;
+    const struct config_setting *s = config_settings(&n);
+    for (size_t i = 0; i < n; i++) {
+        char out[256];
+        config_format_value(&cfg, &s[i], out, sizeof(out));
+        assert_null(strstr(out, "hunter2"));
+        assert_null(strstr(out, "00112233"));
+    }
+    config_dispose(&cfg);
+}
+
+static void test_readme_documents_every_setting(void **state)
+{
+    (void)state;
+    FILE *f = fopen(HB_SOURCE_DIR "/README.md", "r");
+    assert_non_null(f);
+    static char text[256 * 1024];
+    size_t len = fread(text, 1, sizeof(text) - 1, f);
+    text[len] = '\0';
+    fclose(f);
+    size_t n;
+    const struct config_setting *s = config_settings(&n);
+    for (size_t i = 0; i < n; i++) {
+        char cell[128];
+        snprintf(cell, sizeof(cell), "| `%s` |", s[i].env);
+        if (strstr(text, cell) == NULL)
+            fail_msg("README.md's settings table has no row for %s", s[i].env);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sizes),
+        cmocka_unit_test(test_durations),
+        cmocka_unit_test(test_listen_addresses),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_errors_name_the_variable),
+        cmocka_unit_test(test_secrets_are_masked),
+        cmocka_unit_test(test_readme_documents_every_setting),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
