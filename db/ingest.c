@@ -581,6 +581,8 @@ static void *writer_main(void *arg)
             pthread_cond_signal(&ing->cv);
         pthread_mutex_unlock(&ing->mu);
 
+        if (w->conn != NULL && !db_conn_alive(w->conn))
+            disconnect_writer(w);
         int rc = w->conn != NULL ? 0 : connect_writer(w);
         if (rc == 0)
             rc = store_batch(w, batch, n);

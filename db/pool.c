@@ -3,12 +3,26 @@
  */
 #include "db/pool.h"
 
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "lib/hb.h"
+#include "lib/log.h"
+
+/* Server notices (warnings on shutdown, for instance) go to our log, in our
+ * format, instead of raw to stderr. */
+static void on_notice(void *arg, const char *message)
+{
+    (void)arg;
+    char quoted[512];
+    size_t n = strlen(message);
+    while (n > 0 && message[n - 1] == '\n')
+        n--;
+    log_warn("postgresql notice", "message=%s", log_quote(quoted, sizeof(quoted), message, n));
+}
 
 PGconn *db_connect(const char *url, char *err, size_t errsz)
 {
@@ -29,6 +43,7 @@ PGconn *db_connect(const char *url, char *err, size_t errsz)
         PQfinish(c);
         return NULL;
     }
+    PQsetNoticeProcessor(c, on_notice, NULL);
     /* 200 means committed: never let a server default weaken that. */
     PGresult *r = PQexec(c, "SET synchronous_commit = on; SET client_min_messages = warning");
     bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
@@ -40,6 +55,19 @@ PGconn *db_connect(const char *url, char *err, size_t errsz)
         return NULL;
     }
     return c;
+}
+
+bool db_conn_alive(PGconn *c)
+{
+    if (c == NULL || PQstatus(c) != CONNECTION_OK)
+        return false;
+    struct pollfd p = {.fd = PQsocket(c), .events = POLLIN};
+    if (p.fd < 0)
+        return false;
+    if (poll(&p, 1, 0) <= 0)
+        return true; /* nothing pending: as alive as we can tell */
+    /* Readable while idle: a notice, or the server going away. */
+    return PQconsumeInput(c) == 1 && PQstatus(c) == CONNECTION_OK;
 }
 
 const char *db_sqlstate(const PGresult *res)
@@ -116,8 +144,9 @@ PGconn *db_pool_acquire(struct db_pool *p)
     if (p->nidle > 0)
         c = p->idle[--p->nidle];
     pthread_mutex_unlock(&p->mu);
-    if (c != NULL)
+    if (c != NULL && db_conn_alive(c))
         return c;
+    PQfinish(c);
 
     char err[512];
     c = db_connect(p->url, err, sizeof(err));

@@ -19,6 +19,11 @@
  * never holds the password) into err. */
 PGconn *db_connect(const char *url, char *err, size_t errsz);
 
+/* false when an idle connection is known to be dead: the server closed it
+ * (a restart, an idle timeout) while we were not using it. Costs one poll(2);
+ * checked before use so that a restart while idle does not cost a 503. */
+bool db_conn_alive(PGconn *c);
+
 /* HB_E* code for a failed result: HB_EUNAVAILABLE when the connection is
  * gone or the server is shutting down, HB_EEXIST for unique violations,
  * HB_EINVAL for other integrity and data errors, HB_EDB otherwise. */

@@ -29,6 +29,7 @@ extern char **environ;
 /* ---- TAP ---- */
 
 static int tap_count, tap_failed, tap_planned = -1;
+static int server_logs; /* how many /tmp/hubbub-test-<pid>-<n>.log files we made */
 
 void tap_plan(int n)
 {
@@ -116,6 +117,14 @@ void tap_bail(const char *fmt, ...)
 
 int tap_done(void)
 {
+    /* Server logs are kept for a failed test, to read; removed otherwise. */
+    if (tap_failed == 0) {
+        for (int i = 0; i < server_logs; i++) {
+            char path[128];
+            snprintf(path, sizeof(path), "/tmp/hubbub-test-%d-%d.log", (int)getpid(), i);
+            unlink(path);
+        }
+    }
     if (tap_planned < 0)
         printf("1..%d\n", tap_count);
     else if (tap_planned != tap_count)
@@ -290,8 +299,12 @@ void h_db_exec(struct h_db *db, const char *fmt, ...)
 
 const char *h_binary(void)
 {
-    const char *b = getenv("HUBBUB_TEST_BINARY");
-    return b != NULL && b[0] != '\0' ? b : HB_SOURCE_DIR "/build/hubbub";
+    static char path[512];
+    if (path[0] == '\0') {
+        const char *b = getenv("HUBBUB_TEST_BINARY");
+        snprintf(path, sizeof(path), "%s", b != NULL && b[0] != '\0' ? b : HB_SOURCE_DIR "/build/hubbub");
+    }
+    return path;
 }
 
 const char *h_master_key(void)
@@ -336,7 +349,10 @@ int h_run(struct h_db *db, const char *const *argv, const char *const *env, cons
           char **output)
 {
     int in[2], out[2];
-    h_master_key(); /* made in the parent, so every child shares it */
+    /* Both read in the parent: the child drops HUBBUB_* variables, and every
+     * child must share one master key. */
+    const char *binary = h_binary();
+    h_master_key();
     if (pipe(in) != 0 || pipe(out) != 0)
         tap_bail("pipe: %s", strerror(errno));
     fflush(stdout);
@@ -354,7 +370,7 @@ int h_run(struct h_db *db, const char *const *argv, const char *const *env, cons
         child_env(db, env);
         const char *args[32];
         int n = 0;
-        args[n++] = h_binary();
+        args[n++] = binary;
         for (const char *const *a = argv; *a != NULL && n < 31; a++)
             args[n++] = *a;
         args[n] = NULL;
@@ -451,8 +467,10 @@ void h_server_start(struct h_server *s, struct h_db *db, const char *const *env)
     s->port = h_free_port();
     snprintf(s->base, sizeof(s->base), "http://127.0.0.1:%d", s->port);
     snprintf(s->log_path, sizeof(s->log_path), "/tmp/hubbub-test-%d-%d.log", (int)getpid(), seq++);
+    server_logs = seq;
     char listen[64];
     snprintf(listen, sizeof(listen), "HUBBUB_LISTEN=127.0.0.1:%d", s->port);
+    const char *binary = h_binary();
     h_master_key();
     fflush(stdout);
     pid_t pid = fork();
@@ -468,7 +486,7 @@ void h_server_start(struct h_server *s, struct h_db *db, const char *const *env)
         putenv(strdup(listen));
         if (getenv("HUBBUB_LOG_LEVEL") == NULL)
             setenv("HUBBUB_LOG_LEVEL", "info", 1);
-        execl(h_binary(), h_binary(), "serve", (char *)NULL);
+        execl(binary, binary, "serve", (char *)NULL);
         _exit(127);
     }
     s->pid = pid;
