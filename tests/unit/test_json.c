@@ -150,6 +150,8 @@ static const struct {
     {LIT("[-Infinity]"), "invalid number"},
     {LIT("[1\"a\"]"), "invalid number"},
     {LIT("[1:2]"), "invalid number"},
+    /* jsmn lets a number swallow a quote, so it sees two roots here */
+    {LIT("[1\"] [2\"]"), "invalid number"},
     /* numbers PostgreSQL's numeric cannot hold */
     {LIT("1e1001"), "number out of range"},
     {LIT("[-1E-1001]"), "number out of range"},
@@ -211,22 +213,22 @@ static const struct {
     const char *text;
     size_t len;
 } BAD_UTF8[] = {
-    {LIT("\"\xC0\xAF\"")},             /* overlong '/' */
-    {LIT("\"\xC1\xBF\"")},             /* overlong */
-    {LIT("\"\xE0\x80\xAF\"")},         /* overlong, three bytes */
-    {LIT("\"\xF0\x80\x80\xAF\"")},     /* overlong, four bytes */
-    {LIT("\"\xED\xA0\x80\"")},         /* U+D800 encoded in UTF-8 */
-    {LIT("\"\xED\xBF\xBF\"")},         /* U+DFFF encoded in UTF-8 */
-    {LIT("\"\xF4\x90\x80\x80\"")},     /* U+110000 */
-    {LIT("\"\xF5\x80\x80\x80\"")},     /* lead byte past U+10FFFF */
+    {LIT("\"\xC0\xAF\"")},         /* overlong '/' */
+    {LIT("\"\xC1\xBF\"")},         /* overlong */
+    {LIT("\"\xE0\x80\xAF\"")},     /* overlong, three bytes */
+    {LIT("\"\xF0\x80\x80\xAF\"")}, /* overlong, four bytes */
+    {LIT("\"\xED\xA0\x80\"")},     /* U+D800 encoded in UTF-8 */
+    {LIT("\"\xED\xBF\xBF\"")},     /* U+DFFF encoded in UTF-8 */
+    {LIT("\"\xF4\x90\x80\x80\"")}, /* U+110000 */
+    {LIT("\"\xF5\x80\x80\x80\"")}, /* lead byte past U+10FFFF */
     {LIT("\"\xFF\"")},
     {LIT("\"\xFE\xFF\"")},
-    {LIT("\"\x80\"")},                 /* lone continuation byte */
-    {LIT("\"\xE2\x82\"")},             /* cut: euro sign without its last byte */
-    {LIT("\"\xF0\x9F\x98\"")},         /* cut: emoji without its last byte */
-    {LIT("\"\xC3\"")},                 /* cut at the closing quote */
-    {LIT("\"\xE2\x82 x\"")},           /* cut in the middle */
-    {LIT("{\"caf\xC3\":1}")},          /* in a key */
+    {LIT("\"\x80\"")},                  /* lone continuation byte */
+    {LIT("\"\xE2\x82\"")},              /* cut: euro sign without its last byte */
+    {LIT("\"\xF0\x9F\x98\"")},          /* cut: emoji without its last byte */
+    {LIT("\"\xC3\"")},                  /* cut at the closing quote */
+    {LIT("\"\xE2\x82 x\"")},            /* cut in the middle */
+    {LIT("{\"caf\xC3\":1}")},           /* in a key */
     {LIT("[\"ok\",\"\xC3\xA9\xFF\"]")}, /* after valid UTF-8 */
 };
 
@@ -383,7 +385,7 @@ static void test_four_mebibyte_body_of_two_million_tokens_parses(void **state)
     /* "[0,0,...,0]" of 4 MiB less one byte: 2 Mi tokens. */
     size_t n = 2 * 1024 * 1024 - 2;
     char *text = xrealloc(repeat("[", 1, "0,", n), 1 + 2 * n + 3);
-    strcpy(text + strlen(text), "0]");
+    memcpy(text + 1 + 2 * n, "0]", 3);
     struct json_doc doc;
     const char *why;
     int rc = parse(&doc, text, strlen(text), &why);
@@ -490,7 +492,7 @@ static void test_duplicate_keys_last_wins_in_json_get(void **state)
     assert_int_equal(v, 3);
     assert_int_equal(json_get(&doc, 0, "d"), -1);
     assert_int_equal(json_get(&doc, 0, ""), -1);
-    assert_int_equal(json_get(&doc, a, "a"), -1);     /* not an object */
+    assert_int_equal(json_get(&doc, a, "a"), -1); /* not an object */
     assert_int_equal(json_get(&doc, -1, "a"), -1);
     assert_int_equal(json_get(&doc, 1000, "a"), -1);
     json_doc_dispose(&doc);
@@ -508,8 +510,8 @@ static void test_json_get_compares_keys_after_unescaping(void **state)
         const char *key;
         int64_t want;
     } rows[] = {
-        {"a", 1}, {"caf\xC3\xA9", 2}, {"\xF0\x9F\x98\x80", 3}, {"a\"b", 4},
-        {"n\xEF\xBF\xBD", 5}, {"ab", 6},
+        {"a", 1},    {"caf\xC3\xA9", 2},   {"\xF0\x9F\x98\x80", 3},
+        {"a\"b", 4}, {"n\xEF\xBF\xBD", 5}, {"ab", 6},
     };
     for (size_t k = 0; k < HB_ARRAY_SIZE(rows); k++) {
         int64_t v = -1;
@@ -619,7 +621,7 @@ static const struct {
     {"\"\\ud83d\\udc51\"", "\xF0\x9F\x91\x91"},
     {"\"\\uDBFF\\uDFFF\"", "\xF4\x8F\xBF\xBF"},
     {"\"caf\xC3\xA9\"", "caf\xC3\xA9"},
-    {"\"a\\u0000b\"", "a\xEF\xBF\xBD" "b"},
+    {"\"a\\u0000b\"", "a\357\277\275b"}, /* octal: a hex escape would eat the b */
     {"\"\\ud83d!\"", "\xEF\xBF\xBD!"},
     {"\"\\udc51\\ud83d\"", "\xEF\xBF\xBD\xEF\xBF\xBD"},
     {"\"\\u0041\\u0042\"", "AB"},
@@ -786,7 +788,8 @@ static const struct {
     {LIT("\b\f\n\r\t"), "\"\\b\\f\\n\\r\\t\""},
     {LIT("\x01\x1f\x7f"), "\"\\u0001\\u001f\x7f\""},
     {LIT("nul\0byte"), "\"nul\\u0000byte\""},
-    {LIT("caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x91\x91"), "\"caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x91\x91\""},
+    {LIT("caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x91\x91"),
+     "\"caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x91\x91\""},
     {LIT("\xFF"), "\"\xEF\xBF\xBD\""},
     {LIT("a\xC0\xAFz"), "\"a\xEF\xBF\xBD\xEF\xBF\xBDz\""},
     {LIT("\xED\xA0\x80"), "\"\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\""},
