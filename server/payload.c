@@ -13,6 +13,7 @@
  */
 #include "server/payload.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,15 +24,26 @@
 #include "lib/hb.h"
 
 #define TIME_SECONDS_BELOW INT64_C(100000000000)
+/* Times outside 1970..9999 are not a notification's time: stored as none. */
+#define TIME_MS_MAX INT64_C(253402300799999)
+
+/* A changed_fields event is larger than the name it comes from (it repeats
+ * the entry's id and time), so events can outgrow their body. This bounds
+ * what one delivery may ask for: the events may hold this many times the
+ * body's size (plus some slack for small bodies) before the delivery counts
+ * as holding too many items. */
+#define EXPANSION_MAX 32
+#define EXPANSION_SLACK ((size_t)1 << 20)
 
 struct splitter {
     const struct json_doc *doc;
     struct payload *out;
-    size_t cap;        /* events allocated */
+    size_t cap; /* events allocated */
     size_t max_events;
-    struct buf canon;  /* hash input: entry id, field, canonical JSON */
-    struct buf name;   /* decoded field name of the current item */
-    struct buf id;     /* decoded id of the current entry */
+    size_t json_budget;   /* bytes of event JSON still allowed */
+    struct buf canon;     /* hash input: entry id, field, canonical JSON */
+    struct buf name;      /* decoded field name of the current item */
+    struct buf id;        /* decoded id of the current entry */
     const char *entry_id; /* id.data, or NULL when the entry has no usable id */
     bool has_time;
     int64_t time_ms;
@@ -134,7 +146,7 @@ static const char *field_of_name(struct splitter *s, int item)
 static const struct {
     const char *key;
     const char *(*field)(struct splitter *s, int item);
-    bool keeps_entry; /* changed_fields items carry no value: keep the entry */
+    bool is_name; /* changed_fields: items are bare field names */
 } ITEM_LISTS[] = {
     {"changes", field_of_change, false},
     {"messaging", field_of_messaging, false},
@@ -158,30 +170,97 @@ static void dedup_key(struct splitter *s, const char *field, int tok, uint8_t ke
     memcpy(key, md, PAYLOAD_KEY_LEN);
 }
 
-/* Appends the event for the JSON at tok. */
-static int add_event(struct splitter *s, const char *field, int tok, const char **why)
+/* Makes room for one more event of n JSON bytes; NULL when the delivery
+ * would exceed its limits. */
+static struct payload_event *new_event(struct splitter *s, size_t n, const char **why)
 {
     struct payload *p = s->out;
-    if (p->nevents == s->max_events) {
+    if (p->nevents == s->max_events || n > s->json_budget) {
         *why = "delivery holds too many items";
-        return HB_EINVAL;
+        return NULL;
     }
+    s->json_budget -= n;
     if (p->nevents == s->cap) {
         s->cap = s->cap == 0 ? 4 : s->cap * 2;
         p->events = xrealloc(p->events, s->cap * sizeof *p->events);
     }
     struct payload_event *ev = &p->events[p->nevents];
-    struct buf json;
-    buf_init(&json);
-    json_copy_sanitized(s->doc, tok, &json);
-    ev->json_len = json.len;
-    ev->json = buf_steal(&json);
+    memset(ev, 0, sizeof(*ev));
+    return ev;
+}
+
+static void fill_event(struct splitter *s, struct payload_event *ev, const char *field,
+                       struct buf *json)
+{
+    ev->json_len = json->len;
+    ev->json = buf_steal(json);
     ev->field = xstrdup(field);
     ev->entry_id = s->entry_id != NULL ? xstrdup(s->entry_id) : NULL;
     ev->has_entry_time = s->has_time;
     ev->entry_time_ms = s->time_ms;
+    s->out->nevents++;
+}
+
+/* Appends the event for the JSON at tok. */
+static int add_event(struct splitter *s, const char *field, int tok, const char **why)
+{
+    const char *raw;
+    size_t n;
+    json_raw(s->doc, tok, &raw, &n);
+    struct payload_event *ev = new_event(s, n, why);
+    if (ev == NULL)
+        return HB_EINVAL;
+    struct buf json;
+    buf_init(&json);
+    json_copy_sanitized(s->doc, tok, &json);
     dedup_key(s, field, tok, ev->dedup_key);
-    p->nevents++;
+    fill_event(s, ev, field, &json);
+    return 0;
+}
+
+static void append_or_null(struct splitter *s, int tok, struct buf *out)
+{
+    if (tok < 0)
+        buf_puts(out, "null");
+    else
+        json_copy_sanitized(s->doc, tok, out);
+}
+
+/* A changed_fields name carries no value, so its event is the entry reduced
+ * to that one name: {"changed_fields":[name],"id":..,"time":..}. Keeping the
+ * whole entry instead would copy an entry naming n fields n times. The keys
+ * are written sorted and without spaces, so the text is its own canonical
+ * form and the time keeps two notifications of one field apart. */
+static int add_changed_field(struct splitter *s, const char *field, int entry, int name,
+                             const char **why)
+{
+    const struct json_doc *doc = s->doc;
+    int id = json_get(doc, entry, "id"), time = json_get(doc, entry, "time");
+    struct buf json;
+    buf_init(&json);
+    buf_puts(&json, "{\"changed_fields\":[");
+    json_copy_sanitized(doc, name, &json);
+    buf_puts(&json, "],\"id\":");
+    append_or_null(s, id, &json);
+    buf_puts(&json, ",\"time\":");
+    append_or_null(s, time, &json);
+    buf_putc(&json, '}');
+    struct payload_event *ev = new_event(s, json.len, why);
+    if (ev == NULL) {
+        buf_dispose(&json);
+        return HB_EINVAL;
+    }
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    buf_reset(&s->canon);
+    if (s->entry_id != NULL)
+        buf_puts(&s->canon, s->entry_id);
+    buf_putc(&s->canon, '\0');
+    buf_puts(&s->canon, field);
+    buf_putc(&s->canon, '\0');
+    buf_append(&s->canon, json.data, json.len);
+    SHA256((const unsigned char *)s->canon.data, s->canon.len, md);
+    memcpy(ev->dedup_key, md, PAYLOAD_KEY_LEN);
+    fill_event(s, ev, field, &json);
     return 0;
 }
 
@@ -224,8 +303,10 @@ static void read_entry_meta(struct splitter *s, int entry)
     }
     int64_t t;
     if (json_int64(doc, json_get(doc, entry, "time"), &t)) {
-        s->has_time = true;
         s->time_ms = payload_time_ms(t);
+        s->has_time = s->time_ms >= 0 && s->time_ms <= TIME_MS_MAX;
+        if (!s->has_time)
+            s->time_ms = 0;
     }
 }
 
@@ -241,7 +322,8 @@ static int split_entry(struct splitter *s, int entry, const char **why)
         int item = list + 1;
         for (int k = 0; k < doc->toks[list].size; k++, item = json_next(doc, item)) {
             const char *field = ITEM_LISTS[l].field(s, item);
-            int rc = add_event(s, field, ITEM_LISTS[l].keeps_entry ? entry : item, why);
+            int rc = ITEM_LISTS[l].is_name ? add_changed_field(s, field, entry, item, why)
+                                           : add_event(s, field, item, why);
             if (rc != 0)
                 return rc;
         }
@@ -273,6 +355,30 @@ static int read_object(const struct json_doc *doc, char **object, const char **w
     return 0;
 }
 
+/* The envelope of a parsed body, then its entries in order. */
+static int split_body(struct splitter *s, const char **why)
+{
+    const struct json_doc *doc = s->doc;
+    if (!json_is_object(doc, 0)) {
+        *why = "the body must be a JSON object";
+        return HB_EINVAL;
+    }
+    int rc = read_object(doc, &s->out->object, why);
+    if (rc != 0)
+        return rc;
+    int entries = json_get(doc, 0, "entry");
+    if (!json_is_array(doc, entries)) {
+        *why = "\"entry\" must be an array";
+        return HB_EINVAL;
+    }
+    int entry = entries + 1;
+    for (int k = 0; k < doc->toks[entries].size && rc == 0; k++) {
+        rc = split_entry(s, entry, why);
+        entry = json_next(doc, entry);
+    }
+    return rc;
+}
+
 int payload_split(const char *body, size_t len, const struct payload_limits *lim,
                   struct payload *out, const char **why)
 {
@@ -287,37 +393,20 @@ int payload_split(const char *body, size_t len, const struct payload_limits *lim
         max_depth = lim->max_depth;
     if (lim != NULL && lim->max_events > 0)
         s.max_events = lim->max_events;
+    s.json_budget = len <= (SIZE_MAX - EXPANSION_SLACK) / EXPANSION_MAX
+                        ? len * EXPANSION_MAX + EXPANSION_SLACK
+                        : SIZE_MAX;
     memset(out, 0, sizeof *out);
     buf_init(&s.canon);
     buf_init(&s.name);
     buf_init(&s.id);
 
     int rc = json_parse(&doc, body, len, max_depth, why);
-    if (rc != 0)
-        goto out;
-    if (!json_is_object(&doc, 0)) {
-        *why = "the body must be a JSON object";
-        rc = HB_EINVAL;
-        goto out;
-    }
-    rc = read_object(&doc, &p.object, why);
-    if (rc != 0)
-        goto out;
-    int entries = json_get(&doc, 0, "entry");
-    if (!json_is_array(&doc, entries)) {
-        *why = "\"entry\" must be an array";
-        rc = HB_EINVAL;
-        goto out;
-    }
-    int entry = entries + 1;
-    for (int k = 0; k < doc.toks[entries].size; k++, entry = json_next(&doc, entry)) {
-        rc = split_entry(&s, entry, why);
-        if (rc != 0)
-            goto out;
-    }
-    *out = p;
-out:
-    if (rc != 0)
+    if (rc == 0)
+        rc = split_body(&s, why);
+    if (rc == 0)
+        *out = p;
+    else
         payload_dispose(&p);
     buf_dispose(&s.canon);
     buf_dispose(&s.name);

@@ -12,7 +12,9 @@
  * spacing and key order do not matter). Meta may re-batch a retried item into
  * another delivery, so the key never depends on the delivery; a reaction, an
  * unreaction and a second reaction differ in their bytes (timestamps), so
- * they stay three events even though they share a mid.
+ * they stay three events even though they share a mid. A changed_fields name
+ * has no item of its own: its event is {"changed_fields":[name],"id":..,
+ * "time":..}, keyed likewise.
  *
  * Everything a payload holds is owned by it and is plain C data, so it can be
  * handed to another thread.
@@ -25,16 +27,17 @@
 #include <stdint.h>
 
 #define PAYLOAD_KEY_LEN 16
-#define PAYLOAD_NAME_MAX 64       /* longest object or field name we index */
-#define PAYLOAD_ENTRY_ID_MAX 128  /* longest entry id we index */
+#define PAYLOAD_NAME_MAX 64      /* longest object or field name we index */
+#define PAYLOAD_ENTRY_ID_MAX 128 /* longest entry id we index */
 #define PAYLOAD_DEFAULT_MAX_EVENTS 100000
 
 struct payload_event {
-    char *field;          /* never NULL: the field, or "unknown" */
-    char *entry_id;       /* NULL when the entry has no usable id */
+    char *field;    /* never NULL: the field, or "unknown" */
+    char *entry_id; /* NULL when the entry has no usable id */
     bool has_entry_time;
-    int64_t entry_time_ms; /* entry.time in milliseconds (see payload_time_ms) */
-    char *json;           /* the item as JSON text PostgreSQL's jsonb accepts */
+    int64_t entry_time_ms; /* entry.time in milliseconds (see payload_time_ms); times
+                              outside 1970-9999 count as none */
+    char *json;            /* the item as JSON text PostgreSQL's jsonb accepts */
     size_t json_len;
     uint8_t dedup_key[PAYLOAD_KEY_LEN];
 };

@@ -289,27 +289,64 @@ static void test_standby_items_belong_to_standby(void **state)
     free(body);
 }
 
-static void test_changed_fields_give_one_event_per_name_keeping_the_entry(void **state)
+static void test_changed_fields_give_one_event_per_name(void **state)
 {
     (void)state;
     static const char entry[] = "{\"id\":\"" IG_ID "\",\"time\":1520383571,"
-                                "\"changed_fields\":[\"comments\",\"mentions\",42,\"\"]}";
+                                "\"changed_fields\":[\"comments\",\"mentions\",42,\"comments\"]}";
     char *body = body_of("{\"object\":\"instagram\",\"entry\":[%s]}", entry);
     struct payload p;
     split_ok(body, NULL, &p);
     assert_int_equal(p.nevents, 4);
-    static const char *const fields[] = {"comments", "mentions", "unknown", "unknown"};
+    static const char *const fields[] = {"comments", "mentions", "unknown", "comments"};
+    static const char *const names[] = {"\"comments\"", "\"mentions\"", "42", "\"comments\""};
     for (size_t k = 0; k < 4; k++) {
         assert_string_equal(p.events[k].field, fields[k]);
         assert_string_equal(p.events[k].entry_id, IG_ID);
         assert_int_equal(p.events[k].entry_time_ms, INT64_C(1520383571000));
-        assert_json_is(&p.events[k], entry);
+        /* Each event is the entry reduced to its one name, not a copy of it. */
+        char want[256];
+        snprintf(want, sizeof(want),
+                 "{\"changed_fields\":[%s],\"id\":\"" IG_ID "\",\"time\":1520383571}", names[k]);
+        assert_json_is(&p.events[k], want);
     }
     assert_false(same_key(&p.events[0], &p.events[1]));
     /* Same field, same entry: one key, however often it is listed. */
-    assert_true(same_key(&p.events[2], &p.events[3]));
+    assert_true(same_key(&p.events[0], &p.events[3]));
     payload_dispose(&p);
     free(body);
+}
+
+static void test_entry_time_outside_1970_to_9999_is_no_time(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *time;
+        bool has;
+        int64_t ms;
+    } cases[] = {
+        {"9223372036854775807", false, 0}, /* would overflow when scaled to microseconds */
+        {"-10000000000000", false, 0},
+        {"-1", false, 0},
+        {"10000000000000000", false, 0}, /* milliseconds in the year 318857 */
+        {"253402300799999", true, INT64_C(253402300799999)}, /* 9999-12-31T23:59:59.999 */
+        {"253402300800000", false, 0},
+        {"0", true, 0},
+    };
+    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+        char *body = body_of("{\"object\":\"instagram\",\"entry\":[{\"id\":\"1\",\"time\":%s,"
+                             "\"changes\":[{\"field\":\"comments\",\"value\":{}}]}]}",
+                             cases[k].time);
+        struct payload p;
+        split_ok(body, NULL, &p);
+        assert_int_equal(p.nevents, 1);
+        if (p.events[0].has_entry_time != cases[k].has)
+            fail_msg("time %s: has_entry_time %d", cases[k].time, p.events[0].has_entry_time);
+        if (cases[k].has)
+            assert_int_equal(p.events[0].entry_time_ms, cases[k].ms);
+        payload_dispose(&p);
+        free(body);
+    }
 }
 
 static void test_lists_are_split_in_a_fixed_order_whatever_the_key_order(void **state)
@@ -424,8 +461,8 @@ static void test_entry_id_is_text_from_a_string_or_an_integer(void **state)
         struct payload p;
         split_ok(body, NULL, &p);
         assert_int_equal(p.nevents, 1);
-        const char *got = p.events[0].entry_id;
-        if (ENTRY_IDS[k].want == NULL ? got != NULL : (got == NULL || strcmp(got, ENTRY_IDS[k].want)))
+        const char *got = p.events[0].entry_id, *want = ENTRY_IDS[k].want;
+        if (want == NULL ? got != NULL : (got == NULL || strcmp(got, want) != 0))
             fail_msg("row %zu (%s): entry_id %s", k, ENTRY_IDS[k].id, got ? got : "NULL");
         payload_dispose(&p);
         free(body);
@@ -510,8 +547,8 @@ static void test_dedup_key_is_sha256_of_id_field_and_canonical_item(void **state
               "\"field\" : \"mentions\" }]}]}",
               &p);
     static const char input[] = IG_ID "\0mentions\0"
-                                "{\"field\":\"mentions\",\"value\":{\"comment_id\":\"2\","
-                                "\"media_id\":\"1\"}}";
+                                      "{\"field\":\"mentions\",\"value\":{\"comment_id\":\"2\","
+                                      "\"media_id\":\"1\"}}";
     unsigned char md[SHA256_DIGEST_LENGTH];
     SHA256((const unsigned char *)input, sizeof input - 1, md);
     assert_memory_equal(p.events[0].dedup_key, md, PAYLOAD_KEY_LEN);
@@ -753,10 +790,9 @@ static void test_too_many_items_are_refused(void **state)
     payload_dispose(&p);
     split_fails(four, strlen(four), &lim, "delivery holds too many items");
     /* Items of several entries count together. */
-    split_fails("{\"object\":\"instagram\",\"entry\":[{\"messaging\":[{},{}]},{\"standby\":[{},{}]}]}",
-                strlen("{\"object\":\"instagram\",\"entry\":[{\"messaging\":[{},{}]},"
-                       "{\"standby\":[{},{}]}]}"),
-                &lim, "delivery holds too many items");
+    static const char two_entries[] = "{\"object\":\"instagram\",\"entry\":[{\"messaging\":"
+                                      "[{},{}]},{\"standby\":[{},{}]}]}";
+    split_fails(two_entries, strlen(two_entries), &lim, "delivery holds too many items");
     free(three);
     free(four);
 
@@ -769,6 +805,55 @@ static void test_too_many_items_are_refused(void **state)
     split_fails(over, strlen(over), NULL, "delivery holds too many items");
     free(most);
     free(over);
+}
+
+static void test_changed_fields_cannot_multiply_a_body_without_bound(void **state)
+{
+    (void)state;
+    /* 200 000 names: each event is small, so the events stay linear in the body. */
+    struct buf b;
+    buf_init(&b);
+    buf_puts(&b, "{\"object\":\"instagram\",\"entry\":[{\"id\":\"1\",\"time\":1520383571,"
+                 "\"changed_fields\":[");
+    for (int k = 0; k < 200000; k++)
+        buf_printf(&b, "%s\"f%d\"", k ? "," : "", k);
+    buf_puts(&b, "]}]}");
+    struct payload_limits lim = {.max_depth = 0, .max_events = 10000000};
+    struct payload p;
+    split_ok(b.data, &lim, &p);
+    assert_int_equal(p.nevents, 200000);
+    size_t total = 0;
+    for (size_t k = 0; k < p.nevents; k++)
+        total += p.events[k].json_len;
+    assert_true(total < 8 * b.len);
+    payload_dispose(&p);
+    buf_dispose(&b);
+
+    /* A huge id repeated in every event is still bounded: the delivery is
+     * refused rather than copied a thousand times. */
+    buf_init(&b);
+    buf_puts(&b, "{\"object\":\"instagram\",\"entry\":[{\"id\":\"");
+    for (int k = 0; k < 100000; k++)
+        buf_putc(&b, 'x');
+    buf_puts(&b, "\",\"changed_fields\":[");
+    for (int k = 0; k < 1000; k++)
+        buf_printf(&b, "%s\"f%d\"", k ? "," : "", k);
+    buf_puts(&b, "]}]}");
+    split_fails(b.data, b.len, &lim, "delivery holds too many items");
+    buf_dispose(&b);
+
+    /* An entry naming every field there is splits fine. */
+    static const char all[] =
+        "{\"object\":\"instagram\",\"entry\":[{\"id\":\"1\",\"time\":1520383571,"
+        "\"changed_fields\":[\"comments\",\"live_comments\",\"mentions\",\"messages\","
+        "\"message_echoes\",\"message_reactions\",\"messaging_postbacks\",\"messaging_seen\","
+        "\"messaging_referral\",\"messaging_optins\",\"messaging_handover\",\"standby\","
+        "\"messaging_policy_enforcement\",\"response_feedback\",\"message_edit\","
+        "\"story_insights\"]}]}";
+    split_ok(all, NULL, &p);
+    assert_int_equal(p.nevents, 16);
+    assert_string_equal(p.events[15].field, "story_insights");
+    payload_dispose(&p);
 }
 
 static void test_nesting_limit_applies_to_the_whole_body(void **state)
@@ -794,8 +879,9 @@ static void test_ten_thousand_entries_split_into_ten_thousand_events(void **stat
     buf_init(&b);
     buf_puts(&b, "{\"object\":\"instagram\",\"entry\":[");
     for (int k = 0; k < 10000; k++)
-        buf_printf(&b, "%s{\"id\":\"178414%011d\",\"time\":1520383571,\"changes\":[{\"field\":"
-                       "\"mentions\",\"value\":{\"media_id\":\"%d\",\"comment_id\":\"%d\"}}]}",
+        buf_printf(&b,
+                   "%s{\"id\":\"178414%011d\",\"time\":1520383571,\"changes\":[{\"field\":"
+                   "\"mentions\",\"value\":{\"media_id\":\"%d\",\"comment_id\":\"%d\"}}]}",
                    k ? "," : "", k, k, k + 1);
     buf_puts(&b, "]}");
     struct payload p;
@@ -804,8 +890,10 @@ static void test_ten_thousand_entries_split_into_ten_thousand_events(void **stat
     for (int k = 0; k < 10000; k += 999) {
         char id[32], json[128];
         snprintf(id, sizeof id, "178414%011d", k);
-        snprintf(json, sizeof json, "{\"field\":\"mentions\",\"value\":{\"media_id\":\"%d\","
-                                    "\"comment_id\":\"%d\"}}", k, k + 1);
+        snprintf(json, sizeof json,
+                 "{\"field\":\"mentions\",\"value\":{\"media_id\":\"%d\","
+                 "\"comment_id\":\"%d\"}}",
+                 k, k + 1);
         assert_string_equal(p.events[k].entry_id, id);
         assert_string_equal(p.events[k].field, "mentions");
         assert_json_is(&p.events[k], json);
@@ -837,7 +925,8 @@ int main(void)
         cmocka_unit_test(test_each_change_item_is_named_by_its_field),
         cmocka_unit_test(test_test_button_delivery_with_entry_id_zero_and_string_time),
         cmocka_unit_test(test_standby_items_belong_to_standby),
-        cmocka_unit_test(test_changed_fields_give_one_event_per_name_keeping_the_entry),
+        cmocka_unit_test(test_changed_fields_give_one_event_per_name),
+        cmocka_unit_test(test_entry_time_outside_1970_to_9999_is_no_time),
         cmocka_unit_test(test_lists_are_split_in_a_fixed_order_whatever_the_key_order),
         cmocka_unit_test(test_unknown_object_page_is_stored_too),
         cmocka_unit_test(test_an_entry_of_unknown_shape_is_kept_whole_as_unknown),
@@ -855,6 +944,7 @@ int main(void)
         cmocka_unit_test(test_empty_entry_array_gives_no_events),
         cmocka_unit_test(test_duplicate_envelope_keys_take_the_last),
         cmocka_unit_test(test_too_many_items_are_refused),
+        cmocka_unit_test(test_changed_fields_cannot_multiply_a_body_without_bound),
         cmocka_unit_test(test_nesting_limit_applies_to_the_whole_body),
         cmocka_unit_test(test_ten_thousand_entries_split_into_ten_thousand_events),
         cmocka_unit_test(test_dispose_is_safe_on_zeroed_and_disposed_payloads),
