@@ -58,9 +58,9 @@ CREATE TABLE events (
     app_id       bigint NOT NULL,
     tenant_id    bigint,
     delivery_id  bigint NOT NULL,
-    object       text NOT NULL,
-    field        text NOT NULL,
-    entry_id     text,
+    object       text COLLATE "C" NOT NULL,  -- byte order: these are identifiers, and
+    field        text COLLATE "C" NOT NULL,  -- "C" compares them without the locale's
+    entry_id     text COLLATE "C",           -- cost on every index insert
     entry_time   timestamptz,
     received_at  timestamptz NOT NULL,
     dedup_key    bytea NOT NULL,
