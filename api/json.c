@@ -26,6 +26,7 @@
 #include <jsmn.h>
 
 #include "lib/hb.h"
+#include "lib/hex.h"
 
 _Static_assert(sizeof(struct json_tok) == sizeof(jsmntok_t), "json_tok must match jsmntok_t");
 _Static_assert(offsetof(struct json_tok, type) == offsetof(jsmntok_t, type), "type");
@@ -92,22 +93,11 @@ static int fail(const char **why, const char *reason)
 
 /* ---- bytes: hex, escapes, UTF-8 ---- */
 
-static int hex_digit(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static long hex4(const unsigned char *p)
 {
     long v = 0;
     for (int k = 0; k < 4; k++) {
-        int d = hex_digit(p[k]);
+        int d = hex_value(p[k]);
         if (d < 0)
             return -1;
         v = v * 16 + d;

@@ -10,6 +10,7 @@
 
 #include "db/pool.h"
 #include "lib/hb.h"
+#include "lib/hex.h"
 
 /* Any constant works; this one spells "hubbub" in ASCII. */
 #define MIGRATE_LOCK_KEY "114849796847970"
@@ -22,14 +23,9 @@ struct applied {
 
 static void checksum_of(const struct db_migration *m, char out[65])
 {
-    static const char hex[] = "0123456789abcdef";
     uint8_t d[SHA256_DIGEST_LENGTH];
     SHA256((const uint8_t *)m->sql, m->len, d);
-    for (int i = 0; i < SHA256_DIGEST_LENGTH; i++) {
-        out[2 * i] = hex[d[i] >> 4];
-        out[2 * i + 1] = hex[d[i] & 15];
-    }
-    out[64] = '\0';
+    hex_encode(out, d, SHA256_DIGEST_LENGTH);
 }
 
 static int version_of(const char *name)

@@ -15,6 +15,7 @@
 #include <openssl/sha.h>
 
 #include "lib/hb.h"
+#include "lib/hex.h"
 
 #define PREFIX "hb1:"
 #define NONCE_LEN 12
@@ -30,29 +31,13 @@ void secretbox_dispose(struct secretbox *sb)
     OPENSSL_cleanse(sb, sizeof(*sb));
 }
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = tolower(c);
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 int secretbox_add_key_hex(struct secretbox *sb, const char *hex, size_t len)
 {
     uint8_t key[SECRETBOX_KEY_LEN];
     if (len != 2 * SECRETBOX_KEY_LEN)
         return HB_EINVAL;
-    for (size_t i = 0; i < SECRETBOX_KEY_LEN; i++) {
-        int hi = hexval((unsigned char)hex[2 * i]), lo = hexval((unsigned char)hex[2 * i + 1]);
-        if (hi < 0 || lo < 0) {
-            OPENSSL_cleanse(key, sizeof(key));
-            return HB_EINVAL;
-        }
-        key[i] = (uint8_t)(hi << 4 | lo);
-    }
+    if (hex_decode(key, hex, SECRETBOX_KEY_LEN) != 0)
+        return HB_EINVAL;
     if (sb->nkeys == SECRETBOX_MAX_KEYS) {
         OPENSSL_cleanse(key, sizeof(key));
         return HB_ETOOBIG;
@@ -63,8 +48,7 @@ int secretbox_add_key_hex(struct secretbox *sb, const char *hex, size_t len)
     SHA256(input, sizeof(input), digest);
     OPENSSL_cleanse(input, sizeof(input));
     memcpy(sb->keys[sb->nkeys].key, key, sizeof(key));
-    snprintf(sb->keys[sb->nkeys].id, sizeof(sb->keys[0].id), "%02x%02x%02x%02x", digest[0],
-             digest[1], digest[2], digest[3]);
+    hex_encode(sb->keys[sb->nkeys].id, digest, 4);
     sb->nkeys++;
     OPENSSL_cleanse(key, sizeof(key));
     return 0;

@@ -73,19 +73,19 @@ static int parse_number_suffix(const char *s, int64_t *num, const char **suffix)
     return 0;
 }
 
-int config_parse_size(const char *s, int64_t *out)
+struct unit {
+    const char *name;
+    int64_t mult;
+};
+
+/* A whole number and one of units' suffixes (case-insensitive). */
+static int parse_with_units(const char *s, const struct unit *units, size_t n, int64_t *out)
 {
-    static const struct {
-        const char *name;
-        int64_t mult;
-    } units[] = {{"", 1},           {"b", 1},           {"k", 1024},        {"kb", 1024},
-                 {"kib", 1024},     {"m", MIB},         {"mb", MIB},        {"mib", MIB},
-                 {"g", 1024 * MIB}, {"gb", 1024 * MIB}, {"gib", 1024 * MIB}};
     int64_t v;
     const char *suffix;
     if (parse_number_suffix(s, &v, &suffix) != 0)
         return HB_EINVAL;
-    for (size_t i = 0; i < HB_ARRAY_SIZE(units); i++) {
+    for (size_t i = 0; i < n; i++) {
         if (strcasecmp(suffix, units[i].name) == 0) {
             if (v > INT64_MAX / units[i].mult)
                 return HB_EINVAL;
@@ -96,25 +96,20 @@ int config_parse_size(const char *s, int64_t *out)
     return HB_EINVAL;
 }
 
+int config_parse_size(const char *s, int64_t *out)
+{
+    static const struct unit units[] = {
+        {"", 1},           {"b", 1},           {"k", 1024},        {"kb", 1024},
+        {"kib", 1024},     {"m", MIB},         {"mb", MIB},        {"mib", MIB},
+        {"g", 1024 * MIB}, {"gb", 1024 * MIB}, {"gib", 1024 * MIB}};
+    return parse_with_units(s, units, HB_ARRAY_SIZE(units), out);
+}
+
 int config_parse_duration(const char *s, int64_t *ms)
 {
-    static const struct {
-        const char *name;
-        int64_t mult;
-    } units[] = {{"", 1}, {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}};
-    int64_t v;
-    const char *suffix;
-    if (parse_number_suffix(s, &v, &suffix) != 0)
-        return HB_EINVAL;
-    for (size_t i = 0; i < HB_ARRAY_SIZE(units); i++) {
-        if (strcasecmp(suffix, units[i].name) == 0) {
-            if (v > INT64_MAX / units[i].mult)
-                return HB_EINVAL;
-            *ms = v * units[i].mult;
-            return 0;
-        }
-    }
-    return HB_EINVAL;
+    static const struct unit units[] = {
+        {"", 1}, {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}};
+    return parse_with_units(s, units, HB_ARRAY_SIZE(units), ms);
 }
 
 int config_parse_listen(const char *s, char *host, size_t hostsz, int *port)

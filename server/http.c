@@ -14,6 +14,7 @@
 #include "api/json.h"
 #include "lib/buf.h"
 #include "lib/hb.h"
+#include "lib/hex.h"
 #include "lib/log.h"
 #include "server/config.h"
 
@@ -166,17 +167,6 @@ bool http_method_is(h2o_req_t *req, const char *method)
     return h2o_memis(req->method.base, req->method.len, method, strlen(method));
 }
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decodes s[0..n) into dst (at least n bytes); returns the length or -1. */
 static ssize_t url_decode(char *dst, const char *s, size_t n)
 {
@@ -185,7 +175,7 @@ static ssize_t url_decode(char *dst, const char *s, size_t n)
         if (s[i] == '%') {
             if (i + 2 >= n)
                 return -1;
-            int hi = hexval((unsigned char)s[i + 1]), lo = hexval((unsigned char)s[i + 2]);
+            int hi = hex_value((unsigned char)s[i + 1]), lo = hex_value((unsigned char)s[i + 2]);
             if (hi < 0 || lo < 0)
                 return -1;
             dst[o++] = (char)(hi << 4 | lo);

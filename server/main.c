@@ -427,6 +427,17 @@ out:
 
 /* ---- config ---- */
 
+/* Loads the settings, or says in one line what is wrong with them. */
+static int load_config(struct config *cfg)
+{
+    char err[512];
+    if (config_load(cfg, err, sizeof(err)) == 0)
+        return 0;
+    fprintf(stderr, "hubbub: %s\n", err);
+    config_dispose(cfg);
+    return HB_EINVAL;
+}
+
 static int cmd_config(int argc, char **argv)
 {
     if (argc < 1 || strcmp(argv[0], "check") != 0) {
@@ -434,12 +445,8 @@ static int cmd_config(int argc, char **argv)
         return EXIT_USAGE;
     }
     struct config cfg;
-    char err[512];
-    if (config_load(&cfg, err, sizeof(err)) != 0) {
-        fprintf(stderr, "hubbub: %s\n", err);
-        config_dispose(&cfg);
+    if (load_config(&cfg) != 0)
         return 1;
-    }
     size_t n;
     const struct config_setting *s = config_settings(&n);
     for (size_t i = 0; i < n; i++) {
@@ -476,12 +483,8 @@ int main(int argc, char **argv)
         return cmd_config(argc - 2, argv + 2);
 
     struct config cfg;
-    char err[512];
-    if (config_load(&cfg, err, sizeof(err)) != 0) {
-        fprintf(stderr, "hubbub: %s\n", err);
-        config_dispose(&cfg);
+    if (load_config(&cfg) != 0)
         return 1;
-    }
     log_set_level(cfg.log_level);
 
     int rc;

@@ -156,16 +156,21 @@ static const struct {
 
 /* ---- events ---- */
 
-static void dedup_key(struct splitter *s, const char *field, int tok, uint8_t key[PAYLOAD_KEY_LEN])
+/* The key's input is the entry id, the field and the event's canonical JSON;
+ * key_begin writes the first two into the scratch buffer. */
+static void key_begin(struct splitter *s, const char *field)
 {
-    unsigned char md[SHA256_DIGEST_LENGTH];
     buf_reset(&s->canon);
     if (s->entry_id != NULL)
         buf_puts(&s->canon, s->entry_id);
     buf_putc(&s->canon, '\0');
     buf_puts(&s->canon, field);
     buf_putc(&s->canon, '\0');
-    json_canonical(s->doc, tok, &s->canon);
+}
+
+static void key_finish(struct splitter *s, uint8_t key[PAYLOAD_KEY_LEN])
+{
+    unsigned char md[SHA256_DIGEST_LENGTH];
     SHA256((const unsigned char *)s->canon.data, s->canon.len, md);
     memcpy(key, md, PAYLOAD_KEY_LEN);
 }
@@ -213,7 +218,9 @@ static int add_event(struct splitter *s, const char *field, int tok, const char 
     struct buf json;
     buf_init(&json);
     json_copy_sanitized(s->doc, tok, &json);
-    dedup_key(s, field, tok, ev->dedup_key);
+    key_begin(s, field);
+    json_canonical(s->doc, tok, &s->canon);
+    key_finish(s, ev->dedup_key);
     fill_event(s, ev, field, &json);
     return 0;
 }
@@ -250,16 +257,9 @@ static int add_changed_field(struct splitter *s, const char *field, int entry, i
         buf_dispose(&json);
         return HB_EINVAL;
     }
-    unsigned char md[SHA256_DIGEST_LENGTH];
-    buf_reset(&s->canon);
-    if (s->entry_id != NULL)
-        buf_puts(&s->canon, s->entry_id);
-    buf_putc(&s->canon, '\0');
-    buf_puts(&s->canon, field);
-    buf_putc(&s->canon, '\0');
+    key_begin(s, field);
     buf_append(&s->canon, json.data, json.len);
-    SHA256((const unsigned char *)s->canon.data, s->canon.len, md);
-    memcpy(ev->dedup_key, md, PAYLOAD_KEY_LEN);
+    key_finish(s, ev->dedup_key);
     fill_event(s, ev, field, &json);
     return 0;
 }

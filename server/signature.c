@@ -11,17 +11,7 @@
 #include <strings.h>
 
 #include "lib/hb.h"
-
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
+#include "lib/hex.h"
 
 int signature_parse(const char *value, size_t len, uint8_t digest[SIGNATURE_LEN])
 {
@@ -36,14 +26,7 @@ int signature_parse(const char *value, size_t len, uint8_t digest[SIGNATURE_LEN]
         len--;
     if (len != plen + 2 * SIGNATURE_LEN || strncasecmp(value, prefix, plen) != 0)
         return HB_EINVAL;
-    value += plen;
-    for (size_t i = 0; i < SIGNATURE_LEN; i++) {
-        int hi = hexval((unsigned char)value[2 * i]), lo = hexval((unsigned char)value[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return HB_EINVAL;
-        digest[i] = (uint8_t)(hi << 4 | lo);
-    }
-    return 0;
+    return hex_decode(digest, value + plen, SIGNATURE_LEN);
 }
 
 void signature_compute(const void *secret, size_t secret_len, const void *body, size_t body_len,
@@ -67,11 +50,6 @@ bool signature_matches(const uint8_t digest[SIGNATURE_LEN], const void *secret, 
 
 void signature_format(const uint8_t digest[SIGNATURE_LEN], char out[72])
 {
-    static const char hex[] = "0123456789abcdef";
     memcpy(out, "sha256=", 7);
-    for (size_t i = 0; i < SIGNATURE_LEN; i++) {
-        out[7 + 2 * i] = hex[digest[i] >> 4];
-        out[7 + 2 * i + 1] = hex[digest[i] & 15];
-    }
-    out[7 + 2 * SIGNATURE_LEN] = '\0';
+    hex_encode(out + 7, digest, SIGNATURE_LEN);
 }
