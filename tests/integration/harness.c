@@ -270,8 +270,8 @@ long long h_db_int(struct h_db *db, const char *fmt, ...)
     va_start(ap, fmt);
     PGresult *r = vquery(db, fmt, ap);
     va_end(ap);
-    long long v = PQntuples(r) > 0 && !PQgetisnull(r, 0, 0) ? strtoll(PQgetvalue(r, 0, 0), NULL, 10)
-                                                             : 0;
+    long long v =
+        PQntuples(r) > 0 && !PQgetisnull(r, 0, 0) ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : 0;
     PQclear(r);
     return v;
 }
@@ -302,7 +302,8 @@ const char *h_binary(void)
     static char path[512];
     if (path[0] == '\0') {
         const char *b = getenv("HUBBUB_TEST_BINARY");
-        snprintf(path, sizeof(path), "%s", b != NULL && b[0] != '\0' ? b : HB_SOURCE_DIR "/build/hubbub");
+        snprintf(path, sizeof(path), "%s",
+                 b != NULL && b[0] != '\0' ? b : HB_SOURCE_DIR "/build/hubbub");
     }
     return path;
 }
@@ -424,8 +425,8 @@ void h_setup_app(struct h_db *db, const char *tenant, const char *app_id, const 
     char env_secret[600];
     snprintf(env_secret, sizeof(env_secret), "HUBBUB_APP_SECRET=%s", secret);
     const char *env[] = {env_secret, NULL};
-    const char *aadd[] = {"app", "add", "--tenant", tenant, "--app-id", app_id, "--verify-token",
-                          verify_token, NULL};
+    const char *aadd[] = {
+        "app", "add", "--tenant", tenant, "--app-id", app_id, "--verify-token", verify_token, NULL};
     if (h_run(db, aadd, env, NULL, &out) != 0)
         tap_bail("hubbub app add failed: %s", out);
     free(out);
@@ -460,6 +461,52 @@ char *h_server_log(const struct h_server *s)
     return buf;
 }
 
+/* Servers still running when a test exits (a bail-out, a failed
+ * assertion) are killed, so that no hubbub outlives its test. */
+#define MAX_SERVERS 32
+static pid_t running_servers[MAX_SERVERS];
+
+static void kill_servers_at_exit(void)
+{
+    for (int i = 0; i < MAX_SERVERS; i++) {
+        /* waitpid tells a child still running from one already reaped. */
+        if (running_servers[i] > 0 && waitpid(running_servers[i], NULL, WNOHANG) == 0) {
+            kill(running_servers[i], SIGKILL);
+            waitpid(running_servers[i], NULL, 0);
+        }
+        running_servers[i] = 0;
+    }
+}
+
+static void track_server(pid_t pid, pid_t replace)
+{
+    static bool registered;
+    if (!registered) {
+        atexit(kill_servers_at_exit);
+        registered = true;
+    }
+    for (int i = 0; i < MAX_SERVERS; i++) {
+        if (running_servers[i] == replace) {
+            running_servers[i] = pid;
+            return;
+        }
+    }
+}
+
+char *h_comment_delivery(int n, size_t *len)
+{
+    char buf[512];
+    int k =
+        snprintf(buf, sizeof(buf),
+                 "{\"object\":\"instagram\",\"entry\":[{\"id\":\"17841400000000001\","
+                 "\"time\":1700000000,\"changes\":[{\"field\":\"comments\",\"value\":"
+                 "{\"id\":\"C%d\",\"text\":\"hello %d \\ud83d\\udc51\",\"from\":{\"id\":\"U%d\"},"
+                 "\"media\":{\"id\":\"M1\"}}}]}]}",
+                 n, n, n);
+    *len = (size_t)k;
+    return strdup(buf);
+}
+
 void h_server_start(struct h_server *s, struct h_db *db, const char *const *env)
 {
     static int seq;
@@ -490,6 +537,7 @@ void h_server_start(struct h_server *s, struct h_db *db, const char *const *env)
         _exit(127);
     }
     s->pid = pid;
+    track_server(pid, 0);
     char url[128];
     snprintf(url, sizeof(url), "%s/healthz", s->base);
     int64_t deadline = h_now_ms() + 15000;
@@ -530,6 +578,7 @@ int h_server_stop(struct h_server *s, int sig)
         }
         h_sleep_ms(10);
     }
+    track_server(0, s->pid);
     s->pid = 0;
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }

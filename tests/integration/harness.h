@@ -74,8 +74,13 @@ struct h_server {
 };
 
 /* Starts `hubbub serve` on a free port with the db's URL and extra env, and
- * waits until /healthz answers. Bails out if it does not come up. */
+ * waits until /healthz answers. Bails out if it does not come up. A server
+ * still running when the test exits is killed. */
 void h_server_start(struct h_server *s, struct h_db *db, const char *const *env);
+/* A signed-able comments delivery, distinct for each n: its comment id is
+ * "C<n>" (payload->'value'->>'id'). Caller frees. */
+char *h_comment_delivery(int n, size_t *len);
+
 /* Sends sig and waits for the process; returns its exit status, or 128+signal. */
 int h_server_stop(struct h_server *s, int sig);
 /* The server's log so far (caller frees). */

@@ -46,31 +46,6 @@ struct slot {
 
 typedef bool (*post_done_fn)(void *arg, struct post *p);
 
-static pid_t server_pid_for_cleanup;
-
-static void kill_server_at_exit(void)
-{
-    /* A bail-out must not leave a hubbub running. */
-    if (server_pid_for_cleanup > 0) {
-        kill(server_pid_for_cleanup, SIGKILL);
-        waitpid(server_pid_for_cleanup, NULL, 0);
-    }
-}
-
-static char *make_body(int n, size_t *len)
-{
-    char buf[512];
-    int k =
-        snprintf(buf, sizeof(buf),
-                 "{\"object\":\"instagram\",\"entry\":[{\"id\":\"17841400000000001\","
-                 "\"time\":1700000000,\"changes\":[{\"field\":\"comments\",\"value\":"
-                 "{\"id\":\"C%d\",\"text\":\"hello %d \\ud83d\\udc51\",\"from\":{\"id\":\"U%d\"},"
-                 "\"media\":{\"id\":\"M1\"}}}]}]}",
-                 n, n, n);
-    *len = (size_t)k;
-    return strdup(buf);
-}
-
 static size_t on_resp(char *p, size_t size, size_t n, void *arg)
 {
     struct post *post = arg;
@@ -215,7 +190,6 @@ int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    atexit(kill_server_at_exit);
     tap_plan(13);
 
     struct h_db db;
@@ -224,13 +198,12 @@ int main(void)
     h_setup_app(&db, "crashco", APP_ID, "crash-verify-token", SECRET);
     const char *env[] = {"HUBBUB_LOG_LEVEL=info", "HUBBUB_INGEST_WRITERS=2", NULL};
     h_server_start(&s, &db, env);
-    server_pid_for_cleanup = s.pid;
 
     struct post *posts = calloc(NDELIVERIES, sizeof(*posts));
     for (int i = 0; i < NDELIVERIES; i++) {
         char sig[72];
         posts[i].n = i;
-        posts[i].body = make_body(i, &posts[i].len);
+        posts[i].body = h_comment_delivery(i, &posts[i].len);
         h_sign(SECRET, posts[i].body, posts[i].len, sig);
         snprintf(posts[i].sig_header, sizeof(posts[i].sig_header), "X-Hub-Signature-256: %s", sig);
     }
@@ -243,7 +216,6 @@ int main(void)
     send_posts(url, posts, NDELIVERIES, PARALLEL, kill_partway, &k);
     int64_t t_round1 = h_now_ms() - t0;
     int status = h_server_stop(&s, SIGKILL);
-    server_pid_for_cleanup = 0;
 
     int n200 = 0, ntransport = 0, nother = 0, nunsent = 0;
     bool *acked = calloc(NDELIVERIES, sizeof(*acked));
@@ -276,7 +248,6 @@ int main(void)
 
     /* ---- restart on the same database ---- */
     h_server_start(&s, &db, env);
-    server_pid_for_cleanup = s.pid;
     bool *seen = calloc(NDELIVERIES, sizeof(*seen));
     int dups, alien;
     int rows = stored_ids(&db, seen, NDELIVERIES, &dups, &alien);
@@ -342,7 +313,6 @@ int main(void)
              h_db_int(&db, "SELECT count(*) FROM deliveries"), stored_before_resend, NDELIVERIES);
 
     tap_is_int(h_server_stop(&s, SIGTERM), 0, "the restarted hubbub stops cleanly on SIGTERM");
-    server_pid_for_cleanup = 0;
 
     for (int i = 0; i < NDELIVERIES; i++)
         free(posts[i].body);

@@ -130,20 +130,6 @@ static size_t discard(char *p, size_t size, size_t n, void *arg)
     return size * n;
 }
 
-static char *make_body(int n, size_t *len)
-{
-    char buf[512];
-    int k =
-        snprintf(buf, sizeof(buf),
-                 "{\"object\":\"instagram\",\"entry\":[{\"id\":\"17841400000000001\","
-                 "\"time\":1700000000,\"changes\":[{\"field\":\"comments\",\"value\":"
-                 "{\"id\":\"C%d\",\"text\":\"hello %d \\ud83d\\udc51\",\"from\":{\"id\":\"U%d\"},"
-                 "\"media\":{\"id\":\"M1\"}}}]}]}",
-                 n, n, n);
-    *len = (size_t)k;
-    return strdup(buf);
-}
-
 /* One client: a keep-alive connection, one delivery after another. After a
  * refusal it pauses 2 ms, as a real sender backs off, so that the outage
  * does not produce hundreds of thousands of records. */
@@ -171,7 +157,7 @@ static void *sender_main(void *arg)
         }
         struct rec *r = &recs[n];
         size_t len;
-        char *body = make_body(n, &len);
+        char *body = h_comment_delivery(n, &len);
         char sig[72], header[100];
         h_sign(SECRET, body, len, sig);
         snprintf(header, sizeof(header), "X-Hub-Signature-256: %s", sig);

@@ -42,22 +42,6 @@
 #define APP2_ID "17841400000000556" /* same tenant and secret; used cold */
 #define SECRET "shutdown-secret-0123456789abcdef"
 
-static pid_t server_pid_for_cleanup;
-
-static void kill_server_at_exit(void)
-{
-    if (server_pid_for_cleanup > 0) {
-        kill(server_pid_for_cleanup, SIGKILL);
-        waitpid(server_pid_for_cleanup, NULL, 0);
-    }
-}
-
-static void start_server(struct h_server *s, struct h_db *db, const char *const *env)
-{
-    h_server_start(s, db, env);
-    server_pid_for_cleanup = s->pid;
-}
-
 /* Sends sig (unless 0) and waits up to limit_ms for the exit; returns the
  * exit status (128+signal if killed) and the time it took, or -1 after
  * killing a hubbub that did not exit in time. */
@@ -82,7 +66,6 @@ static int stop_timed(struct h_server *s, int sig, int limit_ms, int64_t *elapse
     }
     *elapsed = h_now_ms() - t0;
     s->pid = 0;
-    server_pid_for_cleanup = 0;
     return rc;
 }
 
@@ -92,20 +75,6 @@ static bool is_running(const struct h_server *s)
 }
 
 /* ---- deliveries ---- */
-
-static char *make_body(int n, size_t *len)
-{
-    char buf[512];
-    int k =
-        snprintf(buf, sizeof(buf),
-                 "{\"object\":\"instagram\",\"entry\":[{\"id\":\"17841400000000001\","
-                 "\"time\":1700000000,\"changes\":[{\"field\":\"comments\",\"value\":"
-                 "{\"id\":\"C%d\",\"text\":\"hello %d \\ud83d\\udc51\",\"from\":{\"id\":\"U%d\"},"
-                 "\"media\":{\"id\":\"M1\"}}}]}]}",
-                 n, n, n);
-    *len = (size_t)k;
-    return strdup(buf);
-}
 
 static bool is_stored(struct h_db *db, int n)
 {
@@ -165,7 +134,7 @@ static void posts_init(struct post *posts, int n, int first)
         char sig[72];
         memset(&posts[i], 0, sizeof(posts[i]));
         posts[i].n = first + i;
-        posts[i].body = make_body(first + i, &posts[i].len);
+        posts[i].body = h_comment_delivery(first + i, &posts[i].len);
         h_sign(SECRET, posts[i].body, posts[i].len, sig);
         snprintf(posts[i].sig_header, sizeof(posts[i].sig_header), "X-Hub-Signature-256: %s", sig);
         posts[i].status = -1;
@@ -494,7 +463,7 @@ static int h1_post_text(char *out, size_t cap, int n)
 {
     size_t len;
     char sig[72];
-    char *body = make_body(n, &len);
+    char *body = h_comment_delivery(n, &len);
     h_sign(SECRET, body, len, sig);
     int k = snprintf(out, cap,
                      "POST /webhooks/%s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
@@ -622,14 +591,14 @@ static void scenario_http2(struct h_db *db)
     struct h_server s;
     const char *env[] = {"HUBBUB_LOG_LEVEL=info", "HUBBUB_SHUTDOWN_TIMEOUT=10s",
                          NULL};
-    start_server(&s, db, env);
+    h_server_start(&s, db, env);
 
     /* An HTTP/2 client that goes away while hubbub looks its app up (the
      * cache is cold): the lookup finishes for a request that is gone. */
     char sig[72];
     uint8_t wire[4096];
     size_t len;
-    char *body = make_body(999, &len);
+    char *body = h_comment_delivery(999, &len);
     h_sign(SECRET, body, len, sig);
     size_t wlen = h2_request(wire, "POST", "/webhooks/" APP_ID, sig, body, len);
     free(body);
@@ -661,7 +630,7 @@ static void scenario_http2(struct h_db *db)
 
     /* An HTTP/2 client that goes away while its delivery waits on the commit:
      * h2o frees the request under the running job. */
-    body = make_body(1001, &len);
+    body = h_comment_delivery(1001, &len);
     h_sign(SECRET, body, len, sig);
     wlen = h2_request(wire, "POST", "/webhooks/" APP_ID, sig, body, len);
     free(body);
@@ -697,7 +666,7 @@ static void scenario_http2(struct h_db *db)
      * deliveries may or may not be stored; hubbub must not mind. */
     lock = lock_deliveries(db);
     for (int i = 0; i < 20; i++) {
-        body = make_body(1100 + i, &len);
+        body = h_comment_delivery(1100 + i, &len);
         h_sign(SECRET, body, len, sig);
         wlen = h2_request(wire, "POST", "/webhooks/" APP_ID, sig, body, len);
         free(body);
@@ -765,7 +734,7 @@ static void scenario_drain(struct h_db *db)
     struct h_server s;
     const char *env[] = {"HUBBUB_LOG_LEVEL=info", "HUBBUB_SHUTDOWN_TIMEOUT=10s",
                          NULL};
-    start_server(&s, db, env);
+    h_server_start(&s, db, env);
     enum { N1 = 40, N2 = 10, N = N1 + N2 };
     struct post *posts = calloc(N, sizeof(*posts));
     posts_init(posts, N, 2000);
@@ -884,7 +853,7 @@ static void scenario_busy(struct h_db *db)
 {
     struct h_server s;
     const char *env[] = {"HUBBUB_LOG_LEVEL=info", "HUBBUB_SHUTDOWN_TIMEOUT=3s", NULL};
-    start_server(&s, db, env);
+    h_server_start(&s, db, env);
     enum { N = 100 };
     struct post *posts = calloc(N, sizeof(*posts));
     posts_init(posts, N, 3000);
@@ -922,7 +891,7 @@ static void scenario_timeout(struct h_db *db)
 {
     struct h_server s;
     const char *env[] = {"HUBBUB_LOG_LEVEL=info", "HUBBUB_SHUTDOWN_TIMEOUT=1s", NULL};
-    start_server(&s, db, env);
+    h_server_start(&s, db, env);
     enum { N = 10 };
     struct post *posts = calloc(N, sizeof(*posts));
     posts_init(posts, N, 4000);
@@ -959,7 +928,6 @@ int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    atexit(kill_server_at_exit);
     tap_plan(41);
 
     struct h_db db;
