@@ -115,3 +115,16 @@ void log_write(enum log_level level, const char *msg, const char *fmt, ...)
     ssize_t w = write(STDERR_FILENO, line, len);
     (void)w;
 }
+
+bool log_throttle_pass(struct log_throttle *t, uint64_t now_ms, uint64_t interval_ms,
+                       uint64_t *held)
+{
+    if (t->last_ms != 0 && now_ms - t->last_ms < interval_ms) {
+        t->held++;
+        return false;
+    }
+    *held = t->held;
+    t->held = 0;
+    t->last_ms = now_ms == 0 ? 1 : now_ms;
+    return true;
+}

@@ -12,7 +12,9 @@
 #ifndef HB_LOG_H
 #define HB_LOG_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 enum log_level { HB_LOG_DEBUG = 0, HB_LOG_INFO, HB_LOG_WARN, HB_LOG_ERROR };
 
@@ -27,6 +29,19 @@ void log_write(enum log_level level, const char *msg, const char *fmt, ...)
 /* Writes s as a logfmt value into out (quoted and escaped when needed,
  * truncated to fit); returns out. */
 char *log_quote(char *out, size_t outsz, const char *s, size_t len);
+
+/* Lets a repeated warning through at most once per interval, counting what
+ * it held back, so that a flood of bad requests cannot fill the disk.
+ * Not thread-safe: one per thread (the loop's live in struct server). */
+struct log_throttle {
+    uint64_t last_ms;
+    uint64_t held;
+};
+
+/* true when a line may be written now; *held gets how many were held back
+ * since the last one. */
+bool log_throttle_pass(struct log_throttle *t, uint64_t now_ms, uint64_t interval_ms,
+                       uint64_t *held);
 
 #define log_debug(msg, ...) log_write(HB_LOG_DEBUG, msg, __VA_ARGS__)
 #define log_info(msg, ...) log_write(HB_LOG_INFO, msg, __VA_ARGS__)

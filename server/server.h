@@ -12,6 +12,7 @@
 
 #include "db/ingest.h"
 #include "db/pool.h"
+#include "lib/log.h"
 #include "lib/secretbox.h"
 #include "server/appcache.h"
 #include "server/config.h"
@@ -25,7 +26,8 @@ struct server {
     struct db_ingest *ingest;
     struct appcache *apps;
     struct http *http;
-    size_t inflight; /* requests waiting on a lookup or a commit */
+    size_t inflight;                 /* requests waiting on a lookup or a commit */
+    struct log_throttle refusal_log; /* wrong signatures and verify tokens */
     bool stopping;
 };
 

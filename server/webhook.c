@@ -68,7 +68,19 @@ static bool token_matches(const struct buf *expected, h2o_iovec_t given)
     return CRYPTO_memcmp(a, b, sizeof(a)) == 0 && expected->len > 0;
 }
 
-static void verify(h2o_req_t *req, const struct app *app)
+#define REFUSAL_LOG_INTERVAL_MS 1000
+
+/* Logs a refused request, at most once a second: a flood of forged requests
+ * must not turn into a flood of log lines. */
+static void log_refusal(struct server *srv, const char *msg, const struct app *app, size_t bytes)
+{
+    uint64_t held;
+    if (log_throttle_pass(&srv->refusal_log, uv_now(srv->loop), REFUSAL_LOG_INTERVAL_MS, &held))
+        log_warn(msg, "meta_app_id=%s bytes=%zu similar_held_back=%" PRIu64, app->meta_app_id,
+                 bytes, held);
+}
+
+static void verify(struct server *srv, h2o_req_t *req, const struct app *app)
 {
     h2o_iovec_t mode = {NULL, 0}, token = {NULL, 0}, challenge = {NULL, 0};
     if (http_query(req, "hub.mode", &mode) < 0 || http_query(req, "hub.verify_token", &token) < 0 ||
@@ -81,7 +93,7 @@ static void verify(h2o_req_t *req, const struct app *app)
         return;
     }
     if (!token_matches(&app->verify_token, token)) {
-        log_warn("verification with a wrong verify token", "meta_app_id=%s", app->meta_app_id);
+        log_refusal(srv, "verification with a wrong verify token", app, 0);
         http_send_error(req, 403, "verification_failed",
                         "hub.verify_token does not match the app's verify token");
         return;
@@ -155,8 +167,7 @@ static void accept_delivery(struct server *srv, h2o_req_t *req, const struct app
                             const uint8_t digest[SIGNATURE_LEN])
 {
     if (!signature_ok(app, digest, req->entity)) {
-        log_warn("delivery with a wrong signature; not stored", "meta_app_id=%s bytes=%zu",
-                 app->meta_app_id, req->entity.len);
+        log_refusal(srv, "delivery with a wrong signature; not stored", app, req->entity.len);
         http_send_error(req, 403, "bad_signature",
                         "X-Hub-Signature-256 does not match the body signed with the app secret");
         return;
@@ -233,7 +244,7 @@ static void on_app(void *arg, const struct app *app, int rc)
         if (app == NULL)
             send_lookup_error(req, rc);
         else if (http_method_is(req, "GET"))
-            verify(req, app);
+            verify(srv, req, app);
         else
             accept_delivery(srv, req, app, wait->digest);
     }
@@ -276,7 +287,7 @@ int webhook_handle(void *ctx, h2o_req_t *req)
     const struct app *app = appcache_find(srv->apps, meta_app_id);
     if (app != NULL) {
         if (is_get)
-            verify(req, app);
+            verify(srv, req, app);
         else
             accept_delivery(srv, req, app, digest);
         return 0;

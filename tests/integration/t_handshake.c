@@ -103,8 +103,16 @@ int main(void)
     free(long_url);
     tap_is_int(get(&s, "/healthz", NULL), 200, "the server still answers after the huge query");
 
+    /* A flood of refused handshakes is logged at most once a second. */
+    for (int i = 0; i < 50; i++)
+        get(&s, "/webhooks/1234567890?hub.mode=subscribe&hub.challenge=5&hub.verify_token=forged",
+            NULL);
     char *log = h_server_log(&s);
     tap_ok(strstr(log, "meaty") == NULL, "the verify token never appears in the log");
+    int lines = 0;
+    for (const char *p = log; (p = strstr(p, "wrong verify token")) != NULL; p++)
+        lines++;
+    tap_ok(lines >= 1 && lines <= 3, "51 refused handshakes make 1-3 log lines, not 51 (%d)", lines);
     free(log);
 
     tap_is_int(h_server_stop(&s, SIGTERM), 0, "SIGTERM stops the server with status 0");
