@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
+#include <openssl/sha.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -581,6 +582,26 @@ int h_server_stop(struct h_server *s, int sig)
     track_server(0, s->pid);
     s->pid = 0;
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* ---- checks ---- */
+
+void h_sha256_hex(const void *data, size_t len, char out[65])
+{
+    unsigned char md[32];
+    SHA256(data, len, md);
+    for (int i = 0; i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+long long h_json_num(const char *body, const char *key)
+{
+    char pat[64];
+    snprintf(pat, sizeof(pat), "\"%s\":", key);
+    const char *p = body != NULL ? strstr(body, pat) : NULL;
+    if (p == NULL)
+        return -1;
+    return strtoll(p + strlen(pat), NULL, 10);
 }
 
 /* ---- HTTP ---- */

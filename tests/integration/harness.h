@@ -87,6 +87,12 @@ int h_server_stop(struct h_server *s, int sig);
 char *h_server_log(const struct h_server *s);
 int h_free_port(void);
 
+/* ---- checks ---- */
+/* Lowercase hex SHA-256 of data, e.g. to compare with encode(sha256(body),'hex'). */
+void h_sha256_hex(const void *data, size_t len, char out[65]);
+/* The integer after "key": in a JSON answer, or -1. */
+long long h_json_num(const char *body, const char *key);
+
 /* ---- HTTP ---- */
 struct h_resp {
     long status; /* 0 when the request failed at the transport level */

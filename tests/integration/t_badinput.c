@@ -83,23 +83,6 @@ static void sb_reset(struct sb *b)
 static struct h_db db;
 static struct h_server srv;
 
-static void sha256_hex(const void *data, size_t len, char out[65])
-{
-    unsigned char md[SHA256_DIGEST_LENGTH];
-    SHA256(data, len, md);
-    for (int i = 0; i < SHA256_DIGEST_LENGTH; i++)
-        sprintf(out + 2 * i, "%02x", md[i]);
-}
-
-static long long json_num(const char *body, const char *key)
-{
-    char pat[64];
-    snprintf(pat, sizeof(pat), "\"%s\":", key);
-    const char *p = body != NULL ? strstr(body, pat) : NULL;
-    if (p == NULL)
-        return -1;
-    return strtoll(p + strlen(pat), NULL, 10);
-}
 
 /* Sends body with a valid signature to path; content_type NULL sends no
  * Content-Type at all (curl would otherwise add its form default); extra is
@@ -140,7 +123,7 @@ static void check_alive(const char *after)
 static void check_body_kept(const char *name, long long id, const void *body, size_t len)
 {
     char hash[65], want[96];
-    sha256_hex(body, len, hash);
+    h_sha256_hex(body, len, hash);
     snprintf(want, sizeof(want), "%s %zu", hash, len);
     char *got = h_db_text(&db,
                           "SELECT encode(sha256(body), 'hex') || ' ' || octet_length(body)"
@@ -157,9 +140,9 @@ static long long expect_stored(const char *name, struct h_resp *r, const void *b
     tap_is_int(r->status, 200, "%s: 200", name);
     if (r->status != 200)
         tap_diag("answer: %.300s", r->body);
-    tap_is_int(json_num(r->body, "events"), nevents, "%s: the answer counts %lld event(s)", name,
+    tap_is_int(h_json_num(r->body, "events"), nevents, "%s: the answer counts %lld event(s)", name,
                nevents);
-    long long id = json_num(r->body, "delivery_id");
+    long long id = h_json_num(r->body, "delivery_id");
     tap_is_int(h_db_int(&db,
                         "SELECT count(*) FROM deliveries WHERE id = %lld"
                         " AND status = 'accepted'",
@@ -174,7 +157,7 @@ static long long expect_rejected(const char *name, struct h_resp *r, const void 
 {
     tap_is_int(r->status, 400, "%s: 400", name);
     tap_contains(r->body, "\"code\":\"invalid_payload\"", "%s: the error is invalid_payload", name);
-    long long id = json_num(r->body, "delivery_id");
+    long long id = h_json_num(r->body, "delivery_id");
     tap_is_int(h_db_int(&db,
                         "SELECT count(*) FROM deliveries WHERE id = %lld"
                         " AND status = 'rejected' AND coalesce(reject_reason, '') <> ''",
@@ -567,7 +550,7 @@ static void envelope_edges(void)
                                 "]}]}";
     post(&r, twice, sizeof(twice) - 1);
     id = expect_stored("one item twice in a delivery", &r, twice, sizeof(twice) - 1, 2);
-    tap_is_int(json_num(r.body, "duplicates"), 1, "one item twice in a delivery: 1 duplicate");
+    tap_is_int(h_json_num(r.body, "duplicates"), 1, "one item twice in a delivery: 1 duplicate");
     h_resp_free(&r);
     tap_is_int(h_db_int(&db, "SELECT count(*) FROM events WHERE delivery_id = %lld", id), 1,
                "one item twice in a delivery: stored once");
@@ -602,7 +585,7 @@ static void absurd_times(void)
          * the whole valid delivery is stored as rejected and its event is lost
          * from events. Expected 200 with the event stored. */
         tap_is_int(r.status, 200, "%s: 200", cases[i].name);
-        long long id = json_num(r.body, "delivery_id");
+        long long id = h_json_num(r.body, "delivery_id");
         h_resp_free(&r);
         char *got = h_db_text(&db,
                               "SELECT coalesce(entry_time::text, 'NULL') FROM events"
@@ -796,7 +779,7 @@ static void slow_client(void)
     if (strncmp(resp, "HTTP/1.1 200", 12) != 0)
         tap_diag("slow client got: %.300s", resp);
     const char *json = strstr(resp, "\r\n\r\n");
-    long long id = json_num(json, "delivery_id");
+    long long id = h_json_num(json, "delivery_id");
     tap_is_int(h_db_int(&db,
                         "SELECT count(*) FROM events WHERE delivery_id = %lld"
                         " AND payload->'message'->>'mid' = 'm_slow_client'",

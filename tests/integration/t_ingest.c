@@ -156,24 +156,6 @@ static const struct fixture_case FIXTURES[] = {
 
 /* ---- helpers ---- */
 
-static void sha256_hex(const void *data, size_t len, char out[65])
-{
-    unsigned char md[SHA256_DIGEST_LENGTH];
-    SHA256(data, len, md);
-    for (int i = 0; i < SHA256_DIGEST_LENGTH; i++)
-        sprintf(out + 2 * i, "%02x", md[i]);
-}
-
-/* The integer after "key": in a JSON answer, or -1. */
-static long long json_num(const char *body, const char *key)
-{
-    char pat[64];
-    snprintf(pat, sizeof(pat), "\"%s\":", key);
-    const char *p = body != NULL ? strstr(body, pat) : NULL;
-    if (p == NULL)
-        return -1;
-    return strtoll(p + strlen(pat), NULL, 10);
-}
 
 static int cmp_str(const void *a, const void *b)
 {
@@ -251,17 +233,17 @@ static void check_fixture(struct h_db *db, const struct h_server *s, long long t
     size_t len;
     char *body = h_read_fixture(path, &len);
     h_sign(SECRET, body, len, sig);
-    sha256_hex(body, len, hash);
+    h_sha256_hex(body, len, hash);
 
     struct h_resp r;
     h_post_signed(&r, s, APP_ID, SECRET, body, len);
     const char *f = fc->file;
     tap_is_int(r.status, 200, "%s: a signed delivery gets 200", f);
     tap_contains(r.body, "\"status\":\"stored\"", "%s: the answer says stored", f);
-    tap_is_int(json_num(r.body, "events"), (long long)fc->nevents,
+    tap_is_int(h_json_num(r.body, "events"), (long long)fc->nevents,
                "%s: the answer counts %zu event(s)", f, fc->nevents);
-    tap_is_int(json_num(r.body, "duplicates"), 0, "%s: a first delivery has no duplicates", f);
-    long long id = json_num(r.body, "delivery_id");
+    tap_is_int(h_json_num(r.body, "duplicates"), 0, "%s: a first delivery has no duplicates", f);
+    long long id = h_json_num(r.body, "delivery_id");
     h_resp_free(&r);
 
     tap_is_int(h_db_int(db,
@@ -315,7 +297,7 @@ static void check_dedup(struct h_db *db, const struct h_server *s)
     struct h_resp r;
     h_post_signed(&r, s, APP_ID, SECRET, body, len);
     tap_is_int(r.status, 200, "a retried delivery still gets 200");
-    tap_is_int(json_num(r.body, "duplicates"), 1, "the retry's one item is counted a duplicate");
+    tap_is_int(h_json_num(r.body, "duplicates"), 1, "the retry's one item is counted a duplicate");
     h_resp_free(&r);
     tap_is_int(count_events(db), ev_before, "a retried item is not stored twice");
     tap_is_int(count_deliveries(db), del_before + 1, "the retried delivery itself is still kept");
@@ -344,8 +326,8 @@ static void check_dedup(struct h_db *db, const struct h_server *s)
     ev_before = count_events(db);
     h_post_signed(&r, s, APP_ID, SECRET, rebatch, strlen(rebatch));
     tap_is_int(r.status, 200, "a re-batched retry gets 200");
-    tap_is_int(json_num(r.body, "events"), 2, "the re-batched delivery holds 2 items");
-    tap_is_int(json_num(r.body, "duplicates"), 1,
+    tap_is_int(h_json_num(r.body, "events"), 2, "the re-batched delivery holds 2 items");
+    tap_is_int(h_json_num(r.body, "duplicates"), 1,
                "an item re-sent with other spacing and key order is a duplicate");
     h_resp_free(&r);
     tap_is_int(count_events(db), ev_before + 1, "only the new item of the re-batch is stored");
@@ -375,7 +357,7 @@ static void check_signatures(struct h_db *db, const struct h_server *s)
     long long before = count_deliveries(db);
     post_with_sig(&r, s, upper, body, len);
     tap_is_int(r.status, 200, "an uppercase-hex signature is accepted");
-    long long id = json_num(r.body, "delivery_id");
+    long long id = h_json_num(r.body, "delivery_id");
     h_resp_free(&r);
     tap_is_int(
         h_db_int(db, "SELECT count(*) FROM deliveries WHERE id = %lld AND status = 'accepted'", id),
@@ -491,7 +473,7 @@ static void check_second_secret(struct h_db *db, const struct h_server *s)
     while (h_now_ms() < deadline) {
         h_post_signed(&r, s, APP_ID, SECRET2, first, strlen(first));
         status = r.status;
-        id = json_num(r.body, "delivery_id");
+        id = h_json_num(r.body, "delivery_id");
         h_resp_free(&r);
         if (status != 403)
             break;
@@ -506,7 +488,7 @@ static void check_second_secret(struct h_db *db, const struct h_server *s)
 
     h_post_signed(&r, s, APP_ID, SECRET, second, strlen(second));
     tap_is_int(r.status, 200, "the first secret still verifies after another was added");
-    id = json_num(r.body, "delivery_id");
+    id = h_json_num(r.body, "delivery_id");
     h_resp_free(&r);
     tap_is_int(h_db_int(db,
                         "SELECT count(*) FROM events WHERE delivery_id = %lld"
