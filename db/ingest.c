@@ -74,7 +74,6 @@ struct db_ingest {
     struct ingest_delivery *done_head, *done_tail; /* under mu */
 
     atomic_bool db_down;
-    atomic_uint_fast64_t batches, deliveries, events_stored, events_duplicate, unavailable;
 
     int nthreads;
     pthread_t *threads;
@@ -118,7 +117,8 @@ void ingest_delivery_free(struct ingest_delivery *d)
     free(d);
 }
 
-void ingest_delivery_reject(struct ingest_delivery *d, const char *reason)
+/* Turns d into a rejected delivery: drops its events, keeps its raw body. */
+static void reject(struct ingest_delivery *d, const char *reason)
 {
     free_events(d);
     free(d->object);
@@ -444,7 +444,7 @@ static int store_batch(struct writer *w, struct ingest_delivery **batch, size_t 
               "app_id=%lld sqlstate=%s error=\"%.200s\"", (long long)d->app_id, state, errmsg);
     char reason[128];
     snprintf(reason, sizeof(reason), "the database refused its items (SQLSTATE %s)", state);
-    ingest_delivery_reject(d, reason);
+    reject(d, reason);
     return store_batch(w, batch, 1);
 }
 
@@ -452,21 +452,6 @@ static void complete(struct db_ingest *ing, struct ingest_delivery **batch, size
 {
     if (n == 0)
         return;
-    uint64_t stored = 0, dup = 0, unavailable = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (batch[i]->rc == 0) {
-            stored += batch[i]->nstored;
-            dup += batch[i]->nevents - batch[i]->nstored;
-        } else if (batch[i]->rc == HB_EUNAVAILABLE) {
-            unavailable++;
-        }
-    }
-    atomic_fetch_add(&ing->batches, 1);
-    atomic_fetch_add(&ing->deliveries, n);
-    atomic_fetch_add(&ing->events_stored, stored);
-    atomic_fetch_add(&ing->events_duplicate, dup);
-    atomic_fetch_add(&ing->unavailable, unavailable);
-
     pthread_mutex_lock(&ing->mu);
     for (size_t i = 0; i < n; i++) {
         batch[i]->next = NULL;
@@ -690,19 +675,6 @@ struct ingest_delivery *db_ingest_take_completed(struct db_ingest *ing)
     ing->done_head = ing->done_tail = NULL;
     pthread_mutex_unlock(&ing->mu);
     return list;
-}
-
-void db_ingest_stats(struct db_ingest *ing, struct db_ingest_stats *out)
-{
-    out->batches = atomic_load(&ing->batches);
-    out->deliveries = atomic_load(&ing->deliveries);
-    out->events_stored = atomic_load(&ing->events_stored);
-    out->events_duplicate = atomic_load(&ing->events_duplicate);
-    out->unavailable = atomic_load(&ing->unavailable);
-    out->db_down = atomic_load(&ing->db_down);
-    pthread_mutex_lock(&ing->mu);
-    out->queued_bytes = ing->queued_bytes;
-    pthread_mutex_unlock(&ing->mu);
 }
 
 void db_ingest_stop(struct db_ingest *ing)

@@ -74,25 +74,12 @@ struct ingest_delivery {
 struct ingest_delivery *ingest_delivery_new(void);
 void ingest_delivery_free(struct ingest_delivery *d);
 
-/* Turns d into a rejected delivery: drops its events, keeps its raw body. */
-void ingest_delivery_reject(struct ingest_delivery *d, const char *reason);
-
 struct db_ingest_config {
     const char *url;
     int writers;
     int batch_max;
     size_t queue_limit;   /* bytes */
     int64_t retry_max_ms; /* reconnect backoff cap */
-};
-
-struct db_ingest_stats {
-    uint64_t batches;
-    uint64_t deliveries;
-    uint64_t events_stored;
-    uint64_t events_duplicate;
-    uint64_t unavailable;
-    size_t queued_bytes;
-    bool db_down;
 };
 
 struct db_ingest;
@@ -109,8 +96,6 @@ int db_ingest_submit(struct db_ingest *ing, struct ingest_delivery *d);
 
 /* Takes every completed delivery, oldest first, linked by next; NULL if none. */
 struct ingest_delivery *db_ingest_take_completed(struct db_ingest *ing);
-
-void db_ingest_stats(struct db_ingest *ing, struct db_ingest_stats *out);
 
 /* Stops accepting, lets the writers finish what is queued, joins them.
  * Deliveries completed meanwhile stay available to take_completed, and

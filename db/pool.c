@@ -89,17 +89,6 @@ int db_result_rc(PGconn *c, const PGresult *res)
     return HB_EDB;
 }
 
-int db_exec(PGconn *c, const char *sql)
-{
-    PGresult *r = PQexec(c, sql);
-    int rc = 0;
-    ExecStatusType st = PQresultStatus(r);
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
-        rc = db_result_rc(c, r);
-    PQclear(r);
-    return rc;
-}
-
 struct db_pool {
     pthread_mutex_t mu;
     pthread_cond_t cv;

@@ -29,9 +29,6 @@ bool db_conn_alive(PGconn *c);
  * HB_EINVAL for other integrity and data errors, HB_EDB otherwise. */
 int db_result_rc(PGconn *c, const PGresult *res);
 
-/* Runs a statement without results; 0 or a db_result_rc() code. */
-int db_exec(PGconn *c, const char *sql);
-
 /* SQLSTATE of a failed result, or "" */
 const char *db_sqlstate(const PGresult *res);
 

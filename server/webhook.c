@@ -48,12 +48,13 @@ static bool valid_app_id(h2o_iovec_t id)
 
 static void send_lookup_error(h2o_req_t *req, int rc)
 {
-    if (rc == HB_ENOTFOUND)
-        http_send_error(req, 404, "not_found", "no app with this id");
-    else if (rc == HB_EUNAVAILABLE)
-        http_send_error(req, 503, "unavailable", "the database is unavailable; retry later");
+    int status = http_status_of(rc);
+    if (status == 404)
+        http_send_error(req, status, "not_found", "no app with this id");
+    else if (status == 503)
+        http_send_error(req, status, "unavailable", "the database is unavailable; retry later");
     else
-        http_send_error(req, 500, "internal", "the app could not be loaded");
+        http_send_error(req, status, "internal", "the app could not be loaded");
 }
 
 /* ---- GET: verification ---- */
