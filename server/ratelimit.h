@@ -1,0 +1,30 @@
+/*
+ * ratelimit.h - a token bucket per API key, on the loop thread.
+ *
+ * Buckets are keyed by a hash of the token as presented, before it is known
+ * to be valid, so that guessing keys is limited like using them and costs no
+ * database work. The table is bounded: when it is full, buckets that have
+ * refilled completely (indistinguishable from new ones) are dropped, and if
+ * none has, the oldest entry is reused. Not thread-safe.
+ */
+#ifndef HB_RATELIMIT_H
+#define HB_RATELIMIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define RATELIMIT_KEY_LEN 16
+
+struct ratelimit;
+
+/* rate: tokens per second; burst: bucket size; max_keys: table bound. */
+struct ratelimit *ratelimit_new(double rate, double burst, size_t max_keys);
+void ratelimit_free(struct ratelimit *rl);
+
+/* Takes one token for key at now_ms. Returns 0 when allowed, otherwise the
+ * milliseconds until a token will be there. */
+int64_t ratelimit_take(struct ratelimit *rl, const uint8_t key[RATELIMIT_KEY_LEN], uint64_t now_ms);
+
+size_t ratelimit_size(const struct ratelimit *rl); /* keys held, for tests */
+
+#endif
