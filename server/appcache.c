@@ -28,6 +28,7 @@ struct entry {
     char meta_app_id[APP_ID_MAX + 1];
     struct app *app;    /* NULL until first loaded */
     uint64_t loaded_at; /* uv_now() */
+    bool expired;       /* read again before use: the app was changed */
     bool loading;
     struct waiter *waiters;
     struct entry *next;
@@ -155,6 +156,7 @@ static void lookup_done(uv_work_t *w, int status)
     struct waiter *waiters = e->waiters;
     e->waiters = NULL;
     e->loading = false;
+    e->expired = false;
 
     if (l->rc == 0) {
         app_free(e->app);
@@ -163,8 +165,11 @@ static void lookup_done(uv_work_t *w, int status)
     } else if (l->rc == HB_ENOTFOUND) {
         app_free(e->app);
         e->app = NULL;
+    } else if (e->app != NULL) {
+        /* The database is down: the stale app stays usable (handshakes keep
+         * working), and is tried again one TTL from now. */
+        e->loaded_at = uv_now(c->loop);
     }
-    /* On other errors a stale app stays usable until the database is back. */
 
     const struct app *app = e->app;
     int rc = app != NULL ? 0 : (l->rc != 0 ? l->rc : HB_ENOTFOUND);
@@ -200,11 +205,17 @@ static void start_lookup(struct appcache *c, struct entry *e)
 const struct app *appcache_find(struct appcache *c, const char *meta_app_id)
 {
     struct entry *e = *find_slot(c, meta_app_id);
-    if (e == NULL || e->app == NULL)
+    if (e == NULL || e->app == NULL || e->loading || e->expired ||
+        uv_now(c->loop) - e->loaded_at >= c->ttl_ms)
         return NULL;
-    if (!e->loading && uv_now(c->loop) - e->loaded_at >= c->ttl_ms)
-        start_lookup(c, e);
     return e->app;
+}
+
+void appcache_expire_all(struct appcache *c)
+{
+    for (size_t i = 0; i < NBUCKETS; i++)
+        for (struct entry *e = c->buckets[i]; e != NULL; e = e->next)
+            e->expired = true;
 }
 
 void appcache_fetch(struct appcache *c, const char *meta_app_id, appcache_cb cb, void *arg)

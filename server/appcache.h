@@ -3,13 +3,15 @@
  * verify token decrypted, cached on the loop thread.
  *
  * Every delivery needs its app's secrets before anything else, so they must
- * not cost a database round trip each time. An entry is used for ttl_ms; a
- * request that finds it older starts a refresh in the background and is served
- * from the old entry meanwhile (so a database outage does not stop
- * verification handshakes). A request for an app not in the cache waits for
- * the lookup, and concurrent lookups of one app share a single query. Apps
- * that do not exist are not cached: the cache holds only real apps, so its
- * size is bounded by the apps table, whatever ids clients invent.
+ * not cost a database round trip each time. An entry is used for ttl_ms;
+ * after that the next request reads it again (and waits for that), so a
+ * secret replaced in the database stops working within the TTL. While the
+ * database is down, the old entry is used instead (so an outage does not stop
+ * verification handshakes) and tried again one TTL later. A request for an
+ * app not in the cache waits for the lookup, and concurrent lookups of one
+ * app share a single query. Apps that do not exist are not cached: the cache
+ * holds only real apps, so its size is bounded by the apps table, whatever ids
+ * clients invent.
  *
  * Lookups run on libuv's thread pool with a connection from the db pool.
  * Everything here is called on the loop thread; an app pointer handed out is
@@ -48,9 +50,14 @@ typedef void (*appcache_cb)(void *arg, const struct app *app, int rc);
 struct appcache *appcache_new(uv_loop_t *loop, struct db_pool *pool, const struct secretbox *keys,
                               int64_t ttl_ms);
 
-/* The cached app, or NULL when it is not cached; starts a background refresh
- * of an entry older than the TTL. */
+/* The cached app, or NULL when it is not cached or must be read again
+ * (older than the TTL, or expired): then call appcache_fetch. */
 const struct app *appcache_find(struct appcache *c, const char *meta_app_id);
+
+/* Makes every entry be read again before its next use: the admin API calls
+ * this after changing or deleting an app, so this process applies the change
+ * at once (other processes within their TTL). */
+void appcache_expire_all(struct appcache *c);
 
 /* Looks the app up in the database and calls cb later, on the loop. */
 void appcache_fetch(struct appcache *c, const char *meta_app_id, appcache_cb cb, void *arg);
