@@ -20,11 +20,12 @@ WARNFLAGS := -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes -Wformat=2
 CFLAGS_ALL := -std=c11 -D_GNU_SOURCE $(OPTFLAGS) $(WARNFLAGS) -MMD -MP \
 	-DJSMN_STATIC -DJSMN_STRICT -DJSMN_PARENT_LINKS -I. -I$(BUILD) \
 	$(PKG_CFLAGS) $(EXTRA_CFLAGS) $(CFLAGS)
-LDLIBS_ALL := $(PKG_LIBS) -luv -lssl -lcrypto -lz -lpthread $(EXTRA_LDFLAGS) $(LDFLAGS)
+LDLIBS_ALL := $(PKG_LIBS) -luv -lssl -lcrypto -lz -lpthread -lm $(EXTRA_LDFLAGS) $(LDFLAGS)
 
 LIB_SRC := $(wildcard lib/*.c) $(wildcard api/*.c) $(wildcard db/*.c) \
 	$(filter-out server/main.c,$(wildcard server/*.c))
-LIB_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRC)) $(BUILD)/obj/migrations_embedded.o
+LIB_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRC)) $(BUILD)/obj/migrations_embedded.o \
+	$(BUILD)/obj/gen/openapi_embedded.o
 MIGRATIONS := $(sort $(wildcard migrations/*.sql))
 
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
@@ -52,6 +53,15 @@ $(BUILD)/migrations_embedded.c: $(MIGRATIONS) ops/embed-migrations
 	ops/embed-migrations $(MIGRATIONS) > $@.tmp && mv $@.tmp $@
 
 $(BUILD)/obj/migrations_embedded.o: $(BUILD)/migrations_embedded.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+# So is the API's description, served at GET /openapi.yaml (api/openapi.h).
+$(BUILD)/gen/openapi_embedded.c: docs/openapi.yaml ops/embed-file
+	@mkdir -p $(dir $@)
+	ops/embed-file api_openapi_yaml api/openapi.h $< > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
 

@@ -3,6 +3,7 @@
  */
 #include "db/pool.h"
 
+#include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -44,8 +45,10 @@ PGconn *db_connect(const char *url, char *err, size_t errsz)
         return NULL;
     }
     PQsetNoticeProcessor(c, on_notice, NULL);
-    /* 200 means committed: never let a server default weaken that. */
-    PGresult *r = PQexec(c, "SET synchronous_commit = on; SET client_min_messages = warning");
+    /* 200 means committed: never let a server default weaken that. Times
+     * leave the database as UTC, whatever the server's zone. */
+    PGresult *r = PQexec(c, "SET synchronous_commit = on; SET client_min_messages = warning;"
+                            " SET TimeZone = 'UTC'");
     bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
     if (!ok)
         snprintf(err, errsz, "%s", PQresultErrorMessage(r));
@@ -97,6 +100,7 @@ struct db_pool {
     int in_use; /* handed out */
     int nidle;
     PGconn **idle;
+    int64_t statement_timeout_ms; /* 0: the server's default */
 };
 
 struct db_pool *db_pool_new(const char *url, int size)
@@ -108,6 +112,11 @@ struct db_pool *db_pool_new(const char *url, int size)
     p->size = size;
     p->idle = xcalloc((size_t)size, sizeof(*p->idle));
     return p;
+}
+
+void db_pool_set_statement_timeout(struct db_pool *p, int64_t ms)
+{
+    p->statement_timeout_ms = ms;
 }
 
 void db_pool_free(struct db_pool *p)
@@ -139,6 +148,16 @@ PGconn *db_pool_acquire(struct db_pool *p)
 
     char err[512];
     c = db_connect(p->url, err, sizeof(err));
+    if (c != NULL && p->statement_timeout_ms > 0) {
+        char sql[64];
+        snprintf(sql, sizeof(sql), "SET statement_timeout = %" PRId64, p->statement_timeout_ms);
+        PGresult *r = PQexec(c, sql);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+            PQfinish(c);
+            c = NULL;
+        }
+        PQclear(r);
+    }
     if (c == NULL) {
         pthread_mutex_lock(&p->mu);
         p->in_use--;

@@ -14,6 +14,7 @@
 #include <libpq-fe.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* Connects to url. On failure returns NULL and writes libpq's message (which
  * never holds the password) into err. */
@@ -36,6 +37,8 @@ struct db_pool;
 
 struct db_pool *db_pool_new(const char *url, int size);
 void db_pool_free(struct db_pool *p); /* all connections must be released */
+/* Queries on connections opened from now on are cancelled after ms. */
+void db_pool_set_statement_timeout(struct db_pool *p, int64_t ms);
 
 /* Blocks until a connection is available. NULL when connecting failed. */
 PGconn *db_pool_acquire(struct db_pool *p);

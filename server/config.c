@@ -47,6 +47,17 @@ static const struct config_setting SETTINGS[] = {
     {"HUBBUB_MASTER_KEY_FILE", CONFIG_STRING, NULL, 0, 0, 0, F(master_key_file),
      "file holding master keys, one per line, the first encrypts (alternative to "
      "HUBBUB_MASTER_KEY)"},
+    {"HUBBUB_ADMIN_TOKEN", CONFIG_SECRET, NULL, 0, 0, 0, F(admin_token),
+     "the operator's bearer token for the admin API, at least 32 characters (unset: no "
+     "operator access)"},
+    {"HUBBUB_ADMIN_TOKEN_FILE", CONFIG_STRING, NULL, 0, 0, 0, F(admin_token_file),
+     "file whose first line is the operator's token (alternative to HUBBUB_ADMIN_TOKEN)"},
+    {"HUBBUB_API_RATE", CONFIG_INT, "50", 0, 1, 1000000, F(api_rate),
+     "admin API requests per second each key may make on average; more get 429"},
+    {"HUBBUB_API_BURST", CONFIG_INT, "100", 0, 1, 1000000, F(api_burst),
+     "admin API requests a key may make at once before HUBBUB_API_RATE applies"},
+    {"HUBBUB_API_STATEMENT_TIMEOUT", CONFIG_DURATION, "10s", 0, 100, 3600 * 1000,
+     F(api_statement_timeout_ms), "longest an admin API query may run before it gets 503"},
 };
 
 #undef F

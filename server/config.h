@@ -29,6 +29,11 @@ struct config {
     enum log_level log_level;
     char *master_key; /* secret */
     char *master_key_file;
+    char *admin_token; /* secret */
+    char *admin_token_file;
+    int api_rate;  /* requests per second per key */
+    int api_burst; /* bucket size */
+    int64_t api_statement_timeout_ms;
 };
 
 enum config_type {

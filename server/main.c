@@ -28,6 +28,7 @@
 #include "lib/hb.h"
 #include "lib/log.h"
 #include "lib/secretbox.h"
+#include "server/admin.h"
 #include "server/appcache.h"
 #include "server/config.h"
 #include "server/http.h"
@@ -175,6 +176,11 @@ static int cmd_serve(const struct config *cfg)
     srv->cfg = cfg;
     srv->keys = &keys;
     srv->pool = db_pool_new(cfg->database_url, cfg->db_pool_size);
+    db_pool_set_statement_timeout(srv->pool, cfg->api_statement_timeout_ms);
+    const char *why;
+    if (admin_load_token(cfg, srv->admin_token, sizeof(srv->admin_token), &why) != 0)
+        die(why, NULL);
+    srv->ratelimit = ratelimit_new(cfg->api_rate, cfg->api_burst, 10000);
     srv->apps = appcache_new(&loop, srv->pool, &keys, cfg->app_cache_ttl_ms);
 
     uv_async_init(&loop, &st.ingest_async, on_ingest_async);
@@ -186,6 +192,8 @@ static int cmd_serve(const struct config *cfg)
     srv->http = http_new(&loop, cfg->body_limit);
     http_route(srv->http, "/healthz", true, healthz, srv);
     http_route(srv->http, WEBHOOK_PREFIX, false, webhook_handle, srv);
+    http_route(srv->http, ADMIN_PREFIX, false, admin_handle, srv);
+    http_route(srv->http, "/openapi.yaml", true, admin_openapi, srv);
     if (http_listen(srv->http, cfg->listen, err, sizeof(err)) != 0)
         die(err, NULL);
 
@@ -216,6 +224,8 @@ static int cmd_serve(const struct config *cfg)
     db_ingest_free(srv->ingest);
     appcache_free(srv->apps);
     db_pool_free(srv->pool);
+    ratelimit_free(srv->ratelimit);
+    explicit_bzero(srv->admin_token, sizeof(srv->admin_token));
     secretbox_dispose(&keys);
     log_info("stopped", "%s", "");
     return rc == 0 ? 0 : 1;
@@ -463,6 +473,14 @@ static int cmd_config(int argc, char **argv)
     else
         printf("master keys: %d loaded, sealing with key %s\n", keys.nkeys, keys.keys[0].id);
     secretbox_dispose(&keys);
+    char token[128];
+    if (admin_load_token(&cfg, token, sizeof(token), &why) != 0) {
+        fprintf(stderr, "hubbub: %s\n", why);
+        rc = 1;
+    } else {
+        printf("operator access: %s\n", token[0] != '\0' ? "on" : "off (no admin token)");
+    }
+    explicit_bzero(token, sizeof(token));
     config_dispose(&cfg);
     return rc == 0 ? 0 : 1;
 }

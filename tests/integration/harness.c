@@ -343,6 +343,7 @@ static void child_env(struct h_db *db, const char *const *env)
     if (db != NULL)
         setenv("DATABASE_URL", db->url, 1);
     setenv("HUBBUB_MASTER_KEY", h_master_key(), 1);
+    setenv("HUBBUB_ADMIN_TOKEN", H_ADMIN_TOKEN, 1);
     for (const char *const *e = env; e != NULL && *e != NULL; e++)
         putenv(strdup(*e));
 }
@@ -594,14 +595,32 @@ void h_sha256_hex(const void *data, size_t len, char out[65])
         snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
 
+/* Finds "key" followed by optional spaces and a colon (PostgreSQL's
+ * json_build_object writes "key" : value); returns what follows the colon
+ * and its spaces, or NULL. */
+static const char *json_value_of(const char *body, const char *key)
+{
+    char pat[128];
+    snprintf(pat, sizeof(pat), "\"%s\"", key);
+    for (const char *p = body != NULL ? strstr(body, pat) : NULL; p != NULL;
+         p = strstr(p + 1, pat)) {
+        const char *v = p + strlen(pat);
+        while (*v == ' ')
+            v++;
+        if (*v != ':')
+            continue;
+        v++;
+        while (*v == ' ')
+            v++;
+        return v;
+    }
+    return NULL;
+}
+
 long long h_json_num(const char *body, const char *key)
 {
-    char pat[64];
-    snprintf(pat, sizeof(pat), "\"%s\":", key);
-    const char *p = body != NULL ? strstr(body, pat) : NULL;
-    if (p == NULL)
-        return -1;
-    return strtoll(p + strlen(pat), NULL, 10);
+    const char *v = json_value_of(body, key);
+    return v == NULL ? -1 : strtoll(v, NULL, 10);
 }
 
 /* ---- HTTP ---- */
@@ -709,4 +728,60 @@ char *h_read_fixture(const char *relpath, size_t *len)
     if (len != NULL)
         *len = got;
     return buf;
+}
+
+/* ---- admin API ---- */
+
+void h_api(struct h_resp *r, const struct h_server *s, const char *token, const char *method,
+           const char *path, const char *json)
+{
+    char url[4096], auth[256];
+    snprintf(url, sizeof(url), "%s%s", s->base, path);
+    const char *headers[3] = {NULL, NULL, NULL};
+    int n = 0;
+    if (token != NULL) {
+        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
+        headers[n++] = auth;
+    }
+    if (json != NULL)
+        headers[n++] = "Content-Type: application/json";
+    h_http(r, method, url, headers, json, json != NULL ? strlen(json) : 0);
+}
+
+char *h_json_str(const char *body, const char *key)
+{
+    const char *p = json_value_of(body, key);
+    if (p == NULL || *p != '"')
+        return NULL;
+    p++;
+    char *out = malloc(strlen(p) + 1);
+    size_t o = 0;
+    for (; *p != '\0' && *p != '"'; p++) {
+        if (*p == '\\' && p[1] != '\0')
+            p++;
+        out[o++] = *p;
+    }
+    out[o] = '\0';
+    return out;
+}
+
+long long h_api_tenant(const struct h_server *s, const char *name, char key[64])
+{
+    struct h_resp r;
+    char body[256], path[128];
+    snprintf(body, sizeof(body), "{\"name\":\"%s\"}", name);
+    h_api(&r, s, H_ADMIN_TOKEN, "POST", "/v1/tenants", body);
+    if (r.status != 201)
+        tap_bail("creating tenant %s: %ld %s", name, r.status, r.body ? r.body : r.error);
+    long long id = h_json_num(r.body, "id");
+    h_resp_free(&r);
+    snprintf(path, sizeof(path), "/v1/tenants/%lld/keys", id);
+    h_api(&r, s, H_ADMIN_TOKEN, "POST", path, "{\"name\":\"test\"}");
+    char *k = r.status == 201 ? h_json_str(r.body, "key") : NULL;
+    if (k == NULL || strlen(k) >= 64)
+        tap_bail("creating a key for %s: %ld %s", name, r.status, r.body ? r.body : r.error);
+    snprintf(key, 64, "%s", k);
+    free(k);
+    h_resp_free(&r);
+    return id;
 }

@@ -114,6 +114,22 @@ void h_sign(const char *secret, const void *body, size_t len, char out[72]);
 void h_post_signed(struct h_resp *r, const struct h_server *s, const char *app_id,
                    const char *secret, const void *body, size_t len);
 
+/* ---- admin API ---- */
+/* Every server the harness starts has this operator token unless the test
+ * passes HUBBUB_ADMIN_TOKEN= itself. */
+#define H_ADMIN_TOKEN "operator-token-for-tests-0123456789abcdef"
+
+/* Calls the admin API: path may hold a query string; token NULL sends no
+ * Authorization; json non-NULL is sent with Content-Type: application/json. */
+void h_api(struct h_resp *r, const struct h_server *s, const char *token, const char *method,
+           const char *path, const char *json);
+/* The string value after "key": in a JSON answer, unescaped for \" and
+ * \\ only (caller frees), or NULL. */
+char *h_json_str(const char *body, const char *key);
+/* Creates a tenant through the API as the operator and a key for it;
+ * returns the tenant id and writes the key (bails out on failure). */
+long long h_api_tenant(const struct h_server *s, const char *name, char key[64]);
+
 /* Reads a file under the source tree (tests/fixtures/...); caller frees. */
 char *h_read_fixture(const char *relpath, size_t *len);
 
