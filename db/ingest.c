@@ -45,8 +45,13 @@ static const char INGEST_SQL[] =
     "), e AS ("
     " INSERT INTO events (app_id, tenant_id, delivery_id, object, field, entry_id, entry_time,"
     "  received_at, dedup_key, payload)"
-    " SELECT app_id, tenant_id, delivery_id, object, field, entry_id, entry_time, received_at,"
-    "  dedup_key, payload::jsonb"
+    " SELECT app_id,"
+    /* An app's owner gets all its events; a shared app's event goes to the
+     * tenant whose account is its entry, or stays unrouted (NULL). */
+    "  coalesce(tenant_id, (SELECT a.tenant_id FROM accounts a WHERE a.app_id = u.app_id"
+    "   AND (a.ig_id = u.entry_id COLLATE \"C\" OR a.page_id = u.entry_id COLLATE \"C\")"
+    "   ORDER BY a.id LIMIT 1)),"
+    "  delivery_id, object, field, entry_id, entry_time, received_at, dedup_key, payload::jsonb"
     " FROM unnest($9::int8[], $10::int8[], $11::int8[], $12::text[], $13::text[], $14::text[],"
     "  $15::timestamptz[], $16::timestamptz[], $17::bytea[], $18::text[])"
     "  AS u(app_id, tenant_id, delivery_id, object, field, entry_id, entry_time, received_at,"
