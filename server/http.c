@@ -58,8 +58,11 @@ struct conn {
 
 void http_add_header(h2o_req_t *req, const char *name, const char *value)
 {
-    h2o_add_header_by_str(&req->pool, &req->res.headers, name, strlen(name), 0, NULL, value,
-                          strlen(value));
+    /* h2o keeps the pointer until the response is written: copy the value
+     * into the request's pool, so callers may pass a buffer on their stack. */
+    h2o_iovec_t v = h2o_strdup(&req->pool, value, strlen(value));
+    h2o_add_header_by_str(&req->pool, &req->res.headers, name, strlen(name), 0, NULL, v.base,
+                          v.len);
 }
 
 void http_send(h2o_req_t *req, int status, const char *reason, const char *content_type,

@@ -56,6 +56,7 @@ void http_send(h2o_req_t *req, int status, const char *reason, const char *conte
 void http_send_json(h2o_req_t *req, int status, const char *json, size_t len);
 /* {"error":{"code":code,"message":message}}; both are escaped. */
 void http_send_error(h2o_req_t *req, int status, const char *code, const char *message);
+/* name must be a string literal (h2o keeps the pointer); value is copied. */
 void http_add_header(h2o_req_t *req, const char *name, const char *value);
 
 int http_status_of(int hb_rc);

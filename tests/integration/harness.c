@@ -582,6 +582,13 @@ int h_server_stop(struct h_server *s, int sig)
     }
     track_server(0, s->pid);
     s->pid = 0;
+    /* Under make asan a sanitizer report in the server must fail the test
+     * even when every answer the test checked was right. */
+    char *log = h_server_log(s);
+    if (strstr(log, "ERROR: AddressSanitizer") != NULL || strstr(log, "runtime error:") != NULL ||
+        strstr(log, "ERROR: LeakSanitizer") != NULL)
+        tap_ok(false, "the server's log (%s) holds a sanitizer report", s->log_path);
+    free(log);
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
