@@ -27,8 +27,8 @@ struct server {
     struct db_ingest *ingest;
     struct appcache *apps;
     struct http *http;
-    struct ratelimit *ratelimit; /* admin API requests per key */
-    char admin_token[128];       /* the operator's; "" when operator access is off */
+    struct ratelimit *ratelimit;     /* admin API requests per key */
+    char admin_token[128];           /* the operator's; "" when operator access is off */
     size_t inflight;                 /* requests waiting on a lookup or a commit */
     struct log_throttle refusal_log; /* wrong signatures and verify tokens */
     bool stopping;
