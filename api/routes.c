@@ -17,6 +17,7 @@ static const struct api_route ROUTES[] = {
     {"DELETE", "/v1/tenants/{id}", API_OPERATOR, tenants_delete},
     {"GET", "/v1/tenants/{id}/keys", API_OPERATOR, keys_list},
     {"POST", "/v1/tenants/{id}/keys", API_OPERATOR, keys_create},
+    {"GET", "/v1/tenants/{id}/keys/{key_id}", API_OPERATOR, keys_get},
     {"DELETE", "/v1/tenants/{id}/keys/{key_id}", API_OPERATOR, keys_revoke},
 
     {"GET", "/v1/apps", API_ANY, apps_list},

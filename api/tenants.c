@@ -283,6 +283,25 @@ void keys_create(struct api_call *call, PGconn *c)
     buf_dispose(&name);
 }
 
+void keys_get(struct api_call *call, PGconn *c)
+{
+    char id[24], key_id[24];
+    snprintf(id, sizeof(id), "%" PRId64, call->ids[0]);
+    snprintf(key_id, sizeof(key_id), "%" PRId64, call->ids[1]);
+    const char *params[] = {id, key_id};
+    PGresult *r = api_exec(c,
+                           "SELECT " KEY_JSON "::text FROM api_keys"
+                           " WHERE tenant_id = $1 AND id = $2",
+                           2, params);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        api_db_error(call, c, r, NULL);
+    else if (PQntuples(r) == 0)
+        api_not_found(call, "no key with this id for this tenant");
+    else
+        api_reply_row(call, 200, r);
+    PQclear(r);
+}
+
 void keys_revoke(struct api_call *call, PGconn *c)
 {
     char id[24], key_id[24];

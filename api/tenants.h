@@ -14,6 +14,7 @@ void tenants_delete(struct api_call *call, PGconn *c);
 
 void keys_list(struct api_call *call, PGconn *c);
 void keys_create(struct api_call *call, PGconn *c);
+void keys_get(struct api_call *call, PGconn *c);
 void keys_revoke(struct api_call *call, PGconn *c);
 
 #endif

@@ -78,8 +78,8 @@ struct row {
     const char *const *absent;
 };
 
-static const char *const A_MARKERS[] = {APP_A, IG_A, IG_A_SHARED, "A-OWNED", "A-SHARED",
-                                        "NOBODY", "tenant-a", NULL};
+static const char *const A_MARKERS[] = {APP_A,      IG_A,     IG_A_SHARED, "A-OWNED",
+                                        "A-SHARED", "NOBODY", "tenant-a",  NULL};
 
 int main(void)
 {
@@ -101,10 +101,11 @@ int main(void)
     long long app_s = create(OP, "/v1/apps",
                              "{\"meta_app_id\":\"" APP_SHARED "\",\"app_secret\":\"" SECRET_SHARED
                              "\",\"verify_token\":\"vt-s\"}");
-    snprintf(json, sizeof(json),
-             "{\"app_id\":%lld,\"ig_id\":\"" IG_A "\",\"login_type\":\"instagram_login\","
-             "\"access_token\":\"IGAA-token-of-a-0123456789\",\"subscribed_fields\":[\"comments\"]}",
-             app_a);
+    snprintf(
+        json, sizeof(json),
+        "{\"app_id\":%lld,\"ig_id\":\"" IG_A "\",\"login_type\":\"instagram_login\","
+        "\"access_token\":\"IGAA-token-of-a-0123456789\",\"subscribed_fields\":[\"comments\"]}",
+        app_a);
     long long acc_a = create(key_a, "/v1/accounts", json);
     snprintf(json, sizeof(json),
              "{\"app_id\":%lld,\"ig_id\":\"" IG_A_SHARED "\",\"login_type\":\"instagram_login\","
@@ -159,6 +160,8 @@ int main(void)
         {"DELETE", "/v1/tenants/{id}", "/v1/tenants/%lld", 't', NULL, 404, NULL},
         {"GET", "/v1/tenants/{id}/keys", "/v1/tenants/%lld/keys", 't', NULL, 404, NULL},
         {"POST", "/v1/tenants/{id}/keys", "/v1/tenants/%lld/keys", 't', "{}", 404, NULL},
+        {"GET", "/v1/tenants/{id}/keys/{key_id}", "/v1/tenants/%lld/keys/%lld", 'k', NULL, 404,
+         NULL},
         {"DELETE", "/v1/tenants/{id}/keys/{key_id}", "/v1/tenants/%lld/keys/%lld", 'k', NULL, 404,
          NULL},
         {"GET", "/v1/apps", "/v1/apps?limit=1000", 0, NULL, 200, A_MARKERS},
@@ -192,7 +195,7 @@ int main(void)
     for (size_t j = 0; j < sizeof(rows) / sizeof(rows[0]); j++) {
         const struct row *r = &rows[j];
         char path[256];
-        long long id = r->arg == 't' ? tenant_a
+        long long id = r->arg == 't'   ? tenant_a
                        : r->arg == 'k' ? tenant_a
                        : r->arg == 'p' ? app_a
                        : r->arg == 'a' ? acc_a
@@ -229,8 +232,8 @@ int main(void)
         bool leak = false;
         for (const char *const *m = A_MARKERS; *m != NULL; m++)
             leak |= strstr(b, *m) != NULL;
-        tap_ok((st == 200 || st == 400) && !leak, "tenant B: GET %s shows nothing of A (%ld)",
-               path, st);
+        tap_ok((st == 200 || st == 400) && !leak, "tenant B: GET %s shows nothing of A (%ld)", path,
+               st);
         free(b);
     }
     char path[128];

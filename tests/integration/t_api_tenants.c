@@ -171,6 +171,9 @@ static void test_keys(const struct h_server *s, struct h_db *db)
     /* Revocation takes effect at once. */
     char del[200];
     snprintf(del, sizeof(del), "%s/%lld", path, key_id);
+    tap_is_int(call(s, OP, "GET", del, NULL, &b), 200, "the operator reads one key");
+    tap_ok(strstr(b, prefix) != NULL && strstr(b, key) == NULL, "  by its prefix, never the key");
+    free(b);
     tap_is_int(call(s, OP, "DELETE", del, NULL, &b), 204, "the operator revokes the key");
     tap_is_str(b, "", "  with an empty 204");
     free(b);
