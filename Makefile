@@ -4,7 +4,8 @@
 #   make test    the same set-up, then every unit and integration test (TAP, prove)
 #   make asan    the test suite built with AddressSanitizer and UBSan
 #   make fuzz    libFuzzer over the payload splitter for FUZZ_SECONDS
-#   make bench   wrk against hubbub and against a trivial h2o handler
+#   make bench   wrk against hubbub and against a trivial h2o handler, then
+#                the admin API's event queries over 10M events (BENCH_API=0: not)
 #   make lint    clang-format check and banned functions
 
 BUILD ?= build
@@ -110,6 +111,7 @@ bench: deps
 	@ops/install-deps --bench
 	@$(MAKE) --no-print-directory all
 	@tests/bench/run
+	@[ "$${BENCH_API:-1}" = 0 ] || tests/bench/run-api
 
 lint:
 	@ops/lint

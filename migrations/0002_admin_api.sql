@@ -53,7 +53,7 @@ CREATE INDEX accounts_tenant ON accounts (tenant_id, id);
 
 -- contains={...} filters: jsonb_path_ops answers @> and is a third of the
 -- size of the default operator class.
-CREATE INDEX events_payload ON events USING gin (payload jsonb_path_ops);
+CREATE INDEX events_payload ON events USING gin (payload jsonb_path_ops) WITH (gin_pending_list_limit = 64);
 -- The operator's view across tenants, newest first.
 CREATE INDEX events_received ON events (received_at DESC, id DESC);
 -- Deliveries across apps for the operator, newest first.
