@@ -1,8 +1,7 @@
 /*
  * test_fields.c - the webhook fields each login type may subscribe to, cell by
- * cell against the grid in Meta's setup guide
- * (/work/shared/seed/instagram-webhooks-setup.txt, "Subscribe to webhook
- * fields"), and the sentences that explain a refusal.
+ * cell against the grid in Meta's Instagram webhooks setup guide ("Subscribe
+ * to webhook fields"), and the sentences that explain a refusal.
  */
 #include <setjmp.h>
 #include <stdarg.h>
