@@ -274,6 +274,44 @@ int main(void)
     tap_ok(strstr(b, "NOBODY") && !strstr(b, "A-OWNED"), "  and finds exactly those");
     free(b);
 
+    /* No column of any table, and no log line, holds a secret in clear. */
+    const char *secrets[] = {SECRET_A,
+                             SECRET_SHARED,
+                             "IGAA-token-of-a-0123456789",
+                             "IGAA-token-of-a-shared-01234",
+                             "IGAA-token-of-b-shared-01234",
+                             "vt-a",
+                             key_a + 3,
+                             key_b + 3,
+                             NULL};
+    char *tables = h_db_text(&db, "SELECT string_agg(quote_ident(table_name), ' ')"
+                                  " FROM information_schema.tables"
+                                  " WHERE table_schema = 'public' AND table_type = 'BASE TABLE'");
+    int ntables = 0;
+    for (char *t = strtok(tables, " "); t != NULL; t = strtok(NULL, " "), ntables++) {
+        for (const char *const *sec = secrets; *sec != NULL; sec++) {
+            long long n = h_db_int(&db,
+                                   "SELECT count(*) FROM %s x WHERE x::text LIKE '%%%s%%'"
+                                   " OR encode(convert_to(x::text, 'UTF8'), 'escape')"
+                                   " LIKE '%%%s%%'",
+                                   t, *sec, *sec);
+            if (n != 0)
+                tap_ok(false, "table %s holds the secret %.6s... in clear", t, *sec);
+        }
+    }
+    free(tables);
+    tap_ok(ntables >= 8,
+           "no table of %d holds an app secret, verify token, access token or key"
+           " in clear",
+           ntables);
+    char *log = h_server_log(&srv);
+    bool logged = false;
+    for (const char *const *sec = secrets; *sec != NULL; sec++)
+        logged |= strstr(log, *sec) != NULL;
+    tap_ok(!logged && strstr(log, "admin request") != NULL,
+           "the server's log holds none of them either");
+    free(log);
+
     h_server_stop(&srv, 15);
     h_db_drop(&db);
     return tap_done();
