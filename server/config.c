@@ -12,6 +12,7 @@
 #include <strings.h>
 
 #include "lib/hb.h"
+#include "server/tls.h"
 
 #define MIB (1024 * 1024)
 
@@ -56,6 +57,24 @@ static const struct config_setting SETTINGS[] = {
      "admin API requests per second each key may make on average; more get 429"},
     {"HUBBUB_API_BURST", CONFIG_INT, "100", 0, 1, 1000000, F(api_burst),
      "admin API requests a key may make at once before HUBBUB_API_RATE applies"},
+    {"HUBBUB_TLS_LISTEN", CONFIG_LISTEN, NULL, 0, 0, 0, F(tls_listen),
+     "address and port of the HTTPS listener (TLS 1.2/1.3, HTTP/2 by ALPN); unset: none"},
+    {"HUBBUB_TLS_CERT", CONFIG_STRING, NULL, 0, 0, 0, F(tls_cert),
+     "PEM file with the server certificate followed by its chain; reloaded on SIGHUP"},
+    {"HUBBUB_TLS_KEY", CONFIG_STRING, NULL, 0, 0, 0, F(tls_key),
+     "PEM file with the certificate's private key; reloaded on SIGHUP"},
+    {"HUBBUB_TLS_ADMIN_LISTEN", CONFIG_LISTEN, NULL, 0, 0, 0, F(tls_admin_listen),
+     "a second HTTPS listener that never asks for client certificates, for the admin API"},
+    {"HUBBUB_MTLS_CA", CONFIG_STRING, NULL, 0, 0, 0, F(mtls_ca),
+     "CA file Meta's client certificates must chain to (meta-outbound-api-ca-2025-12.pem); "
+     "set: HUBBUB_TLS_LISTEN requires them and webhooks need a verified client"},
+    {"HUBBUB_MTLS_CN", CONFIG_STRING, TLS_META_CLIENT_CN, 0, 0, 0, F(mtls_cn),
+     "subject CN the client certificate must have"},
+    {"HUBBUB_MTLS_PROXY_HEADER", CONFIG_STRING, NULL, 0, 0, 0, F(mtls_proxy_header),
+     "header in which a TLS-terminating proxy passes the verified client subject "
+     "(X-Amzn-Mtls-Clientcert-Subject for an AWS ALB); set: webhooks need it or mTLS"},
+    {"HUBBUB_MTLS_TRUSTED_PROXIES", CONFIG_STRING, NULL, 0, 0, 0, F(mtls_trusted_proxies),
+     "comma-separated addresses or CIDR blocks whose HUBBUB_MTLS_PROXY_HEADER is believed"},
     {"HUBBUB_API_STATEMENT_TIMEOUT", CONFIG_DURATION, "10s", 0, 100, 3600 * 1000,
      F(api_statement_timeout_ms), "longest an admin API query may run before it gets 503"},
 };

@@ -34,6 +34,14 @@ struct config {
     int api_rate;  /* requests per second per key */
     int api_burst; /* bucket size */
     int64_t api_statement_timeout_ms;
+    char *tls_listen;
+    char *tls_cert;
+    char *tls_key;
+    char *tls_admin_listen;
+    char *mtls_ca;
+    char *mtls_cn;
+    char *mtls_proxy_header;
+    char *mtls_trusted_proxies;
 };
 
 enum config_type {

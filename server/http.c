@@ -35,14 +35,24 @@ struct dispatch_handler {
     struct http *http;
 };
 
+/* One listening socket. TLS ones have their own accept context, whose
+ * SSL_CTX can be replaced while connections that use the old one go on. */
+struct listener {
+    uv_tcp_t tcp;
+    struct http *http;
+    h2o_accept_ctx_t accept_ctx;
+    bool open;
+    bool client_verified; /* the handshake checked a client certificate */
+    struct sockaddr_storage bound;
+};
+
 struct http {
     uv_loop_t *loop;
     h2o_globalconf_t config;
     h2o_context_t ctx;
-    h2o_accept_ctx_t accept_ctx;
     bool has_ctx;
-    uv_tcp_t listener;
-    bool listening;
+    struct listener listeners[HTTP_MAX_LISTENERS];
+    size_t nlisteners;
     size_t nconns;
     size_t nroutes;
     struct route routes[MAX_ROUTES];
@@ -303,8 +313,6 @@ struct http *http_new(uv_loop_t *loop, size_t body_limit)
     handler->http = h;
     h2o_context_init(&h->ctx, loop, &h->config);
     h->has_ctx = true;
-    h->accept_ctx.ctx = &h->ctx;
-    h->accept_ctx.hosts = h->config.hosts;
     return h;
 }
 
@@ -320,29 +328,33 @@ static void on_reject_close(uv_handle_t *handle)
     free(handle);
 }
 
-static void on_accept(uv_stream_t *listener, int status)
+static void on_accept(uv_stream_t *stream, int status)
 {
-    struct http *h = listener->data;
+    struct listener *l = stream->data;
+    struct http *h = l->http;
     if (status != 0)
         return;
     struct conn *c = xmalloc(sizeof(*c));
     c->http = h;
-    uv_tcp_init(listener->loop, &c->tcp);
-    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
+    uv_tcp_init(stream->loop, &c->tcp);
+    if (uv_accept(stream, (uv_stream_t *)&c->tcp) != 0) {
         uv_close((uv_handle_t *)&c->tcp, on_reject_close);
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
     h->nconns++;
     h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)&c->tcp, on_conn_close);
-    h2o_accept(&h->accept_ctx, sock);
+    h2o_accept(&l->accept_ctx, sock);
 }
 
-int http_listen(struct http *h, const char *listen, char *err, size_t errsz)
+int http_listen(struct http *h, const char *listen, SSL_CTX *ssl, bool client_verified, char *err,
+                size_t errsz)
 {
     char host[256];
     int port, rc;
     struct sockaddr_storage addr;
+    if (h->nlisteners == HTTP_MAX_LISTENERS)
+        abort(); /* a programming error */
     if (config_parse_listen(listen, host, sizeof(host), &port) != 0) {
         snprintf(err, errsz, "bad listen address '%s'", listen);
         return HB_EIO;
@@ -355,22 +367,68 @@ int http_listen(struct http *h, const char *listen, char *err, size_t errsz)
         snprintf(err, errsz, "'%s' is not an IP address: %s", host, uv_strerror(rc));
         return HB_EIO;
     }
-    uv_tcp_init(h->loop, &h->listener);
-    h->listener.data = h;
-    h->listening = true;
-    if ((rc = uv_tcp_bind(&h->listener, (struct sockaddr *)&addr, 0)) != 0 ||
-        (rc = uv_listen((uv_stream_t *)&h->listener, 1024, on_accept)) != 0) {
+    int index = (int)h->nlisteners++;
+    struct listener *l = &h->listeners[index];
+    l->http = h;
+    l->client_verified = client_verified;
+    l->accept_ctx.ctx = &h->ctx;
+    l->accept_ctx.hosts = h->config.hosts;
+    if (ssl != NULL) {
+        SSL_CTX_up_ref(ssl);
+        l->accept_ctx.ssl_ctx = ssl;
+    }
+    uv_tcp_init(h->loop, &l->tcp);
+    l->tcp.data = l;
+    l->open = true;
+    int namelen = sizeof(l->bound);
+    if ((rc = uv_tcp_bind(&l->tcp, (struct sockaddr *)&addr, 0)) != 0 ||
+        (rc = uv_listen((uv_stream_t *)&l->tcp, 1024, on_accept)) != 0 ||
+        (rc = uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&l->bound, &namelen)) != 0) {
         snprintf(err, errsz, "cannot listen on %s: %s", listen, uv_strerror(rc));
         return HB_EIO;
     }
-    return 0;
+    return index;
+}
+
+void http_replace_ssl(struct http *h, int listener, SSL_CTX *ssl)
+{
+    struct listener *l = &h->listeners[listener];
+    SSL_CTX_up_ref(ssl);
+    /* Connections hold their own references to the old context. */
+    SSL_CTX_free(l->accept_ctx.ssl_ctx);
+    l->accept_ctx.ssl_ctx = ssl;
+}
+
+static bool same_port(const struct sockaddr_storage *a, const struct sockaddr *b)
+{
+    if (a->ss_family != b->sa_family)
+        return false;
+    if (a->ss_family == AF_INET)
+        return ((const struct sockaddr_in *)a)->sin_port ==
+               ((const struct sockaddr_in *)b)->sin_port;
+    return ((const struct sockaddr_in6 *)a)->sin6_port ==
+           ((const struct sockaddr_in6 *)b)->sin6_port;
+}
+
+bool http_client_verified(const struct http *h, h2o_req_t *req)
+{
+    struct sockaddr_storage local;
+    if (req->conn->callbacks->get_sockname == NULL ||
+        req->conn->callbacks->get_sockname(req->conn, (struct sockaddr *)&local) == 0)
+        return false;
+    for (size_t i = 0; i < h->nlisteners; i++)
+        if (same_port(&h->listeners[i].bound, (struct sockaddr *)&local))
+            return h->listeners[i].client_verified;
+    return false;
 }
 
 void http_stop_accepting(struct http *h)
 {
-    if (h->listening) {
-        uv_close((uv_handle_t *)&h->listener, NULL);
-        h->listening = false;
+    for (size_t i = 0; i < h->nlisteners; i++) {
+        if (h->listeners[i].open) {
+            uv_close((uv_handle_t *)&h->listeners[i].tcp, NULL);
+            h->listeners[i].open = false;
+        }
     }
     h2o_context_request_shutdown(&h->ctx);
 }
@@ -395,8 +453,11 @@ void http_free(struct http *h)
 {
     if (h == NULL)
         return;
-    if (h->listening)
-        uv_close((uv_handle_t *)&h->listener, NULL);
+    for (size_t i = 0; i < h->nlisteners; i++) {
+        if (h->listeners[i].open)
+            uv_close((uv_handle_t *)&h->listeners[i].tcp, NULL);
+        SSL_CTX_free(h->listeners[i].accept_ctx.ssl_ctx);
+    }
     if (h->has_ctx) {
         /* h2o's HTTP/2 shutdown arms a one-second GOAWAY re-send even with no
          * HTTP/2 connection; it must not outlive the context. */

@@ -16,6 +16,7 @@
 #define HB_HTTP_H
 
 #include <h2o.h>
+#include <openssl/ssl.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <uv.h>
@@ -32,8 +33,19 @@ void http_free(struct http *h);
  * unmatched gets a JSON 404. Call before http_listen. */
 void http_route(struct http *h, const char *prefix, bool exact, http_handler_fn fn, void *ctx);
 
-/* Binds host:port and starts accepting. 0 or HB_EIO with err set. */
-int http_listen(struct http *h, const char *listen, char *err, size_t errsz);
+#define HTTP_MAX_LISTENERS 4
+
+/* Binds host:port and starts accepting: plain HTTP when ssl is NULL, else
+ * HTTPS with that context (HTTP/2 by ALPN; http takes its own reference).
+ * client_verified says the context checks client certificates in the
+ * handshake. Returns the listener's index, or HB_EIO with err set. */
+int http_listen(struct http *h, const char *listen, SSL_CTX *ssl, bool client_verified, char *err,
+                size_t errsz);
+/* New connections on listener use ssl from now on; open ones keep theirs. */
+void http_replace_ssl(struct http *h, int listener, SSL_CTX *ssl);
+/* Whether req came over a connection whose client certificate the
+ * handshake verified (a listener made with client_verified). */
+bool http_client_verified(const struct http *h, h2o_req_t *req);
 
 /* Graceful shutdown, step 1: stop accepting and turn keep-alive off. */
 void http_stop_accepting(struct http *h);

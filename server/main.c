@@ -32,7 +32,9 @@
 #include "server/appcache.h"
 #include "server/config.h"
 #include "server/http.h"
+#include "server/mtls.h"
 #include "server/server.h"
+#include "server/tls.h"
 #include "server/webhook.h"
 
 #define EXIT_USAGE 2
@@ -66,8 +68,9 @@ static void die(const char *msg, const char *detail)
 struct serve_state {
     struct server srv;
     uv_async_t ingest_async;
-    uv_signal_t sigint, sigterm;
+    uv_signal_t sigint, sigterm, sighup;
     uv_timer_t drain_timer;
+    int tls_listener, tls_admin_listener; /* -1: none */
     uint64_t drain_started;
     int phase; /* 0 running, 1 draining requests, 2 closing connections */
 };
@@ -122,6 +125,62 @@ static void on_signal(uv_signal_t *sig, int signum)
     st->drain_started = uv_now(st->srv.loop);
     http_stop_accepting(st->srv.http);
     uv_timer_start(&st->drain_timer, on_drain_tick, 0, 10);
+}
+
+/* The HTTPS contexts from the settings: the listener's (with Meta's client
+ * check when HUBBUB_MTLS_CA is set) and the admin listener's (without). */
+static int tls_contexts(const struct config *cfg, struct tls_stats *stats, SSL_CTX **main_ctx,
+                        SSL_CTX **admin_ctx, char *err, size_t errsz)
+{
+    *main_ctx = *admin_ctx = NULL;
+    if ((cfg->tls_listen != NULL || cfg->tls_admin_listen != NULL) &&
+        (cfg->tls_cert == NULL || cfg->tls_key == NULL)) {
+        snprintf(err, errsz,
+                 "HUBBUB_TLS_LISTEN and HUBBUB_TLS_ADMIN_LISTEN need "
+                 "HUBBUB_TLS_CERT and HUBBUB_TLS_KEY");
+        return HB_EINVAL;
+    }
+    struct tls_settings ts = {cfg->tls_cert, cfg->tls_key, cfg->mtls_ca, cfg->mtls_cn};
+    if (cfg->tls_listen != NULL && (*main_ctx = tls_context_new(&ts, stats, err, errsz)) == NULL)
+        return HB_EINVAL;
+    ts.client_ca_file = NULL;
+    if (cfg->tls_admin_listen != NULL &&
+        (*admin_ctx = tls_context_new(&ts, stats, err, errsz)) == NULL) {
+        SSL_CTX_free(*main_ctx);
+        *main_ctx = NULL;
+        return HB_EINVAL;
+    }
+    return 0;
+}
+
+/* SIGHUP: read the certificate and key again. New connections get them;
+ * open ones finish with the old ones. A bad file keeps the old ones. */
+static void on_sighup(uv_signal_t *sig, int signum)
+{
+    (void)signum;
+    struct serve_state *st = sig->data;
+    struct server *srv = &st->srv;
+    if (st->tls_listener < 0 && st->tls_admin_listener < 0) {
+        log_info("SIGHUP: nothing to reload (no HTTPS listener)", "%s", "");
+        return;
+    }
+    SSL_CTX *main_ctx, *admin_ctx;
+    char err[512];
+    if (tls_contexts(srv->cfg, &srv->tls_stats, &main_ctx, &admin_ctx, err, sizeof(err)) != 0) {
+        log_error("SIGHUP: certificate not reloaded; keeping the old one", "error=\"%s\"", err);
+        return;
+    }
+    char what[320] = "";
+    if (main_ctx != NULL) {
+        http_replace_ssl(srv->http, st->tls_listener, main_ctx);
+        tls_describe(main_ctx, what, sizeof(what));
+        SSL_CTX_free(main_ctx);
+    }
+    if (admin_ctx != NULL) {
+        http_replace_ssl(srv->http, st->tls_admin_listener, admin_ctx);
+        SSL_CTX_free(admin_ctx);
+    }
+    log_info("SIGHUP: certificate reloaded", "%s", what);
 }
 
 static int healthz(void *ctx, h2o_req_t *req)
@@ -181,6 +240,10 @@ static int cmd_serve(const struct config *cfg)
     if (admin_load_token(cfg, srv->admin_token, sizeof(srv->admin_token), &why) != 0)
         die(why, NULL);
     srv->ratelimit = ratelimit_new(cfg->api_rate, cfg->api_burst, 10000);
+    char perr[512];
+    if (mtls_policy_init(&srv->mtls, cfg, perr, sizeof(perr)) != 0)
+        die(perr, NULL);
+
     srv->apps = appcache_new(&loop, srv->pool, &keys, cfg->app_cache_ttl_ms);
 
     uv_async_init(&loop, &st.ingest_async, on_ingest_async);
@@ -194,14 +257,40 @@ static int cmd_serve(const struct config *cfg)
     http_route(srv->http, WEBHOOK_PREFIX, false, webhook_handle, srv);
     http_route(srv->http, ADMIN_PREFIX, false, admin_handle, srv);
     http_route(srv->http, "/openapi.yaml", true, admin_openapi, srv);
-    if (http_listen(srv->http, cfg->listen, err, sizeof(err)) != 0)
+    if (http_listen(srv->http, cfg->listen, NULL, false, err, sizeof(err)) < 0)
         die(err, NULL);
+    SSL_CTX *main_ctx, *admin_ctx;
+    if (tls_contexts(cfg, &srv->tls_stats, &main_ctx, &admin_ctx, err, sizeof(err)) != 0)
+        die("cannot set up TLS", err);
+    st.tls_listener = st.tls_admin_listener = -1;
+    if (main_ctx != NULL) {
+        st.tls_listener = http_listen(srv->http, cfg->tls_listen, main_ctx, cfg->mtls_ca != NULL,
+                                      err, sizeof(err));
+        char what[320];
+        tls_describe(main_ctx, what, sizeof(what));
+        SSL_CTX_free(main_ctx);
+        if (st.tls_listener < 0)
+            die(err, NULL);
+        log_info("HTTPS listening", "addr=%s mtls=%s %s", cfg->tls_listen,
+                 cfg->mtls_ca != NULL ? "required" : "off", what);
+    }
+    if (admin_ctx != NULL) {
+        st.tls_admin_listener =
+            http_listen(srv->http, cfg->tls_admin_listen, admin_ctx, false, err, sizeof(err));
+        SSL_CTX_free(admin_ctx);
+        if (st.tls_admin_listener < 0)
+            die(err, NULL);
+        log_info("HTTPS listening for the admin API", "addr=%s", cfg->tls_admin_listen);
+    }
 
     uv_signal_init(&loop, &st.sigint);
     uv_signal_init(&loop, &st.sigterm);
     st.sigint.data = st.sigterm.data = &st;
     uv_signal_start(&st.sigint, on_signal, SIGINT);
     uv_signal_start(&st.sigterm, on_signal, SIGTERM);
+    uv_signal_init(&loop, &st.sighup);
+    st.sighup.data = &st;
+    uv_signal_start(&st.sighup, on_sighup, SIGHUP);
     uv_timer_init(&loop, &st.drain_timer);
     st.drain_timer.data = &st;
 
@@ -215,6 +304,7 @@ static int cmd_serve(const struct config *cfg)
     uv_close((uv_handle_t *)&st.ingest_async, NULL);
     uv_close((uv_handle_t *)&st.sigint, NULL);
     uv_close((uv_handle_t *)&st.sigterm, NULL);
+    uv_close((uv_handle_t *)&st.sighup, NULL);
     uv_close((uv_handle_t *)&st.drain_timer, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
     int rc = uv_loop_close(&loop);
@@ -481,6 +571,27 @@ static int cmd_config(int argc, char **argv)
         printf("operator access: %s\n", token[0] != '\0' ? "on" : "off (no admin token)");
     }
     explicit_bzero(token, sizeof(token));
+
+    char err[512];
+    struct mtls_policy policy;
+    struct tls_stats stats;
+    memset(&stats, 0, sizeof(stats));
+    SSL_CTX *main_ctx = NULL, *admin_ctx = NULL;
+    if (mtls_policy_init(&policy, &cfg, err, sizeof(err)) != 0 ||
+        tls_contexts(&cfg, &stats, &main_ctx, &admin_ctx, err, sizeof(err)) != 0) {
+        fprintf(stderr, "hubbub: %s\n", err);
+        rc = 1;
+    } else if (main_ctx != NULL || admin_ctx != NULL) {
+        char what[320];
+        tls_describe(main_ctx != NULL ? main_ctx : admin_ctx, what, sizeof(what));
+        printf("TLS: certificate %s; client certificates %s\n", what,
+               cfg.mtls_ca != NULL ? "required" : "not asked for");
+    }
+    if (policy.required)
+        printf("webhooks: only from verified Meta clients%s\n",
+               policy.header[0] != '\0' ? " (directly or through the trusted proxies)" : "");
+    SSL_CTX_free(main_ctx);
+    SSL_CTX_free(admin_ctx);
     config_dispose(&cfg);
     return rc == 0 ? 0 : 1;
 }

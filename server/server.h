@@ -17,7 +17,9 @@
 #include "server/appcache.h"
 #include "server/config.h"
 #include "server/http.h"
+#include "server/mtls.h"
 #include "server/ratelimit.h"
+#include "server/tls.h"
 
 struct server {
     uv_loop_t *loop;
@@ -31,6 +33,8 @@ struct server {
     char admin_token[128];           /* the operator's; "" when operator access is off */
     size_t inflight;                 /* requests waiting on a lookup or a commit */
     struct log_throttle refusal_log; /* wrong signatures and verify tokens */
+    struct mtls_policy mtls;         /* who may reach the webhooks */
+    struct tls_stats tls_stats;      /* refused TLS handshakes */
     bool stopping;
 };
 

@@ -255,6 +255,16 @@ static void on_app(void *arg, const struct app *app, int rc)
 int webhook_handle(void *ctx, h2o_req_t *req)
 {
     struct server *srv = ctx;
+    const char *why;
+    if (!mtls_allows(&srv->mtls, srv->http, req, &why)) {
+        uint64_t held;
+        if (log_throttle_pass(&srv->refusal_log, uv_now(srv->loop), REFUSAL_LOG_INTERVAL_MS, &held))
+            log_warn("webhook request without Meta's client certificate refused",
+                     "why=\"%s\" refused_total=%" PRIu64 " similar_held_back=%" PRIu64, why,
+                     srv->mtls.refused, held);
+        http_send_error(req, 403, "client_certificate_required", why);
+        return 0;
+    }
     h2o_iovec_t id = h2o_iovec_init(req->path_normalized.base + strlen(WEBHOOK_PREFIX),
                                     req->path_normalized.len - strlen(WEBHOOK_PREFIX));
     if (!valid_app_id(id)) {
