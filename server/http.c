@@ -7,6 +7,7 @@
  */
 #include "server/http.h"
 
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -399,15 +400,24 @@ void http_replace_ssl(struct http *h, int listener, SSL_CTX *ssl)
     l->accept_ctx.ssl_ctx = ssl;
 }
 
-static bool same_port(const struct sockaddr_storage *a, const struct sockaddr *b)
+/* Whether a connection whose local address is b came through the listener
+ * bound to a: the same port, and the same address unless a is a wildcard.
+ * The port alone is not enough: two listeners may share a port on two
+ * addresses. */
+static bool is_bound_to(const struct sockaddr_storage *a, const struct sockaddr *b)
 {
     if (a->ss_family != b->sa_family)
         return false;
-    if (a->ss_family == AF_INET)
-        return ((const struct sockaddr_in *)a)->sin_port ==
-               ((const struct sockaddr_in *)b)->sin_port;
-    return ((const struct sockaddr_in6 *)a)->sin6_port ==
-           ((const struct sockaddr_in6 *)b)->sin6_port;
+    if (a->ss_family == AF_INET) {
+        const struct sockaddr_in *x = (const struct sockaddr_in *)a;
+        const struct sockaddr_in *y = (const struct sockaddr_in *)b;
+        return x->sin_port == y->sin_port && (x->sin_addr.s_addr == htonl(INADDR_ANY) ||
+                                              x->sin_addr.s_addr == y->sin_addr.s_addr);
+    }
+    const struct sockaddr_in6 *x = (const struct sockaddr_in6 *)a;
+    const struct sockaddr_in6 *y = (const struct sockaddr_in6 *)b;
+    return x->sin6_port == y->sin6_port && (IN6_IS_ADDR_UNSPECIFIED(&x->sin6_addr) ||
+                                            IN6_ARE_ADDR_EQUAL(&x->sin6_addr, &y->sin6_addr));
 }
 
 bool http_client_verified(const struct http *h, h2o_req_t *req)
@@ -417,7 +427,7 @@ bool http_client_verified(const struct http *h, h2o_req_t *req)
         req->conn->callbacks->get_sockname(req->conn, (struct sockaddr *)&local) == 0)
         return false;
     for (size_t i = 0; i < h->nlisteners; i++)
-        if (same_port(&h->listeners[i].bound, (struct sockaddr *)&local))
+        if (is_bound_to(&h->listeners[i].bound, (struct sockaddr *)&local))
             return h->listeners[i].client_verified;
     return false;
 }

@@ -74,7 +74,7 @@ static int on_verify(int preverify_ok, X509_STORE_CTX *store)
     }
     if (SSL_get_ex_data(ssl, reason_index) == NULL)
         SSL_set_ex_data(ssl, reason_index, (void *)(uintptr_t)(why + 1));
-    if (why == TLS_REFUSED_WRONG_CN) /* so the client hears "bad certificate" */
+    if (why == TLS_REFUSED_WRONG_CN) /* a certificate error, not an internal one */
         X509_STORE_CTX_set_error(store, X509_V_ERR_APPLICATION_VERIFICATION);
     return 0;
 }
@@ -132,15 +132,17 @@ SSL_CTX *tls_context_new(const struct tls_settings *s, struct tls_stats *stats, 
     SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
                                  SSL_OP_CIPHER_SERVER_PREFERENCE);
     if (SSL_CTX_use_certificate_chain_file(ctx, s->cert_file) != 1) {
-        openssl_error(err, errsz, "cannot load the certificate chain", s->cert_file);
+        openssl_error(err, errsz, "HUBBUB_TLS_CERT: cannot load the certificate chain",
+                      s->cert_file);
         goto fail;
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, s->key_file, SSL_FILETYPE_PEM) != 1) {
-        openssl_error(err, errsz, "cannot load the private key", s->key_file);
+        openssl_error(err, errsz, "HUBBUB_TLS_KEY: cannot load the private key", s->key_file);
         goto fail;
     }
     if (SSL_CTX_check_private_key(ctx) != 1) {
-        openssl_error(err, errsz, "the private key does not match the certificate in",
+        openssl_error(err, errsz,
+                      "HUBBUB_TLS_KEY: the private key does not match the certificate in",
                       s->cert_file);
         goto fail;
     }
@@ -155,7 +157,8 @@ SSL_CTX *tls_context_new(const struct tls_settings *s, struct tls_stats *stats, 
         if (names == NULL || SSL_CTX_load_verify_locations(ctx, s->client_ca_file, NULL) != 1) {
             if (names != NULL)
                 sk_X509_NAME_pop_free(names, X509_NAME_free);
-            openssl_error(err, errsz, "cannot load the client CA", s->client_ca_file);
+            openssl_error(err, errsz, "HUBBUB_MTLS_CA: cannot load the client CA",
+                          s->client_ca_file);
             goto fail;
         }
         SSL_CTX_set_client_CA_list(ctx, names);
