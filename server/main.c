@@ -35,6 +35,7 @@
 #include "server/mtls.h"
 #include "server/server.h"
 #include "server/tls.h"
+#include "server/uvwrite.h"
 #include "server/webhook.h"
 
 #define EXIT_USAGE 2
@@ -220,6 +221,7 @@ static int cmd_serve(const struct config *cfg)
         die("the database schema is not current", err);
     PQfinish(c);
 
+    uvwrite_fix_install();
     /* The lookups run on libuv's pool; give it a thread per connection. */
     char nthreads[16];
     snprintf(nthreads, sizeof(nthreads), "%d", cfg->db_pool_size);

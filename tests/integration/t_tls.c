@@ -12,7 +12,11 @@
  * certificates for 127.0.0.1, and client certificates that are right, name
  * someone else, come from another CA, have expired, or chain too deep.
  */
+#include <arpa/inet.h>
 #include <curl/curl.h>
+#include <netinet/in.h>
+#include <openssl/ssl.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -631,6 +635,61 @@ static void test_same_port(struct h_db *db)
     tap_is_int(h_server_stop(&s, SIGTERM), 0, "same port: the server stops cleanly");
 }
 
+/* ---- clients that reset their connection ---- */
+
+/* A TLS connection that asks for /healthz, reads the answer and then resets
+ * (SO_LINGER 0: RST, no close_notify), as a client that crashed would.
+ * Returns false when the exchange itself failed. */
+static bool request_then_reset(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        close(fd);
+        return false;
+    }
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    SSL *ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, fd);
+    static const char req[] = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    char buf[512];
+    bool ok = SSL_connect(ssl) == 1 && SSL_write(ssl, req, sizeof(req) - 1) > 0 &&
+              SSL_read(ssl, buf, sizeof(buf)) > 0;
+    struct linger lg = {1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    close(fd);
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    return ok;
+}
+
+/* libh2o 2.2.5 leaked every TLS connection a client reset (server/uvwrite.h):
+ * the server then could not stop until its shutdown timeout. */
+static void test_reset_connections(struct h_db *db)
+{
+    int port = h_free_port();
+    char tls_listen[64], cert[200], key[200];
+    snprintf(tls_listen, sizeof(tls_listen), "HUBBUB_TLS_LISTEN=127.0.0.1:%d", port);
+    snprintf(cert, sizeof(cert), "HUBBUB_TLS_CERT=%s", in_dir("server.pem"));
+    snprintf(key, sizeof(key), "HUBBUB_TLS_KEY=%s", in_dir("server.key"));
+    const char *env[] = {tls_listen, cert, key, "HUBBUB_SHUTDOWN_TIMEOUT=5s", NULL};
+    struct h_server s;
+    h_server_start(&s, db, env);
+    int ok = 0;
+    for (int i = 0; i < 20; i++)
+        ok += request_then_reset(port);
+    tap_is_int(ok, 20, "20 TLS clients got their answer and then reset the connection");
+    h_sleep_ms(200);
+    int64_t t0 = h_now_ms();
+    tap_is_int(h_server_stop(&s, SIGTERM), 0, "reset connections: SIGTERM still exits 0");
+    int64_t took = h_now_ms() - t0;
+    tap_ok(took < 2000,
+           "  at once (%lld ms), not after the 5 s shutdown timeout: every reset "
+           "connection was closed",
+           (long long)took);
+}
+
 /* ---- a TLS-terminating proxy in front ---- */
 
 static void test_proxy(struct h_db *db, const char *trusted, const char *other)
@@ -736,6 +795,7 @@ int main(void)
     test_proxy(&db, "127.0.0.1", "127.0.0.2");
     test_proxy(&db, "127.0.0.2", "127.0.0.1");
     test_same_port(&db);
+    test_reset_connections(&db);
     test_mtls(&db); /* last: its SIGHUP test replaces server.pem */
 
     h_db_drop(&db);
