@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "lib/hex.h"
 #include "lib/log.h"
 
 #define REFUSAL_LOG_INTERVAL_MS 1000
@@ -206,8 +207,15 @@ bool tls_subject_cn(const char *subject, size_t len, char *out, size_t outsz)
         size_t o = 0;
         while (i < len && subject[i] != ',' && subject[i] != '+') {
             char c = subject[i++];
-            if (c == '\\' && i < len)
+            if (c == '\\' && i + 1 < len && hex_value((unsigned char)subject[i]) >= 0 &&
+                hex_value((unsigned char)subject[i + 1]) >= 0) {
+                /* \XX: a byte in hex, as OpenSSL writes non-ASCII ones */
+                c = (char)(hex_value((unsigned char)subject[i]) << 4 |
+                           hex_value((unsigned char)subject[i + 1]));
+                i += 2;
+            } else if (c == '\\' && i < len) {
                 c = subject[i++];
+            }
             if (is_cn) {
                 if (o + 1 >= outsz)
                     return false;

@@ -35,6 +35,8 @@ static void test_subject_cn(void **state)
         {"cn=lower.example", "lower.example"},
         {"O=x, CN=spaced.example", "spaced.example"},
         {"CN=a\\,b", "a,b"},
+        {"CN=caf\\C3\\A9.example", "caf\xc3\xa9.example"}, /* OpenSSL's hex escapes */
+        {"CN=\\41\\2C", "A,"},
         {"CN=", ""},
         {"O=Meta", NULL},
         {"", NULL},
