@@ -197,12 +197,12 @@ void api_not_found(struct api_call *call, const char *what)
 void api_db_error(struct api_call *call, PGconn *c, const PGresult *r, const char *conflict_msg)
 {
     int rc = db_result_rc(c, r);
-    if (rc == HB_EUNAVAILABLE) {
+    if (strcmp(db_sqlstate(r), "57014") == 0) {
+        api_error(call, 503, "timeout", "the query took too long; narrow the filters");
+    } else if (rc == HB_EUNAVAILABLE) {
         api_error(call, 503, "unavailable", "the database is unavailable; retry later");
     } else if (rc == HB_EEXIST && conflict_msg != NULL) {
         api_error(call, 409, "conflict", "%s", conflict_msg);
-    } else if (strcmp(db_sqlstate(r), "57014") == 0) {
-        api_error(call, 503, "timeout", "the query took too long; narrow the filters");
     } else {
         /* libpq's message may quote values from the statement, never its
          * parameters; the SQLSTATE is what an operator needs. */

@@ -11,6 +11,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <libpq-fe.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -202,6 +203,12 @@ static void arr_time_us(struct buf *b, int64_t unix_us)
 
 /* ---- the writer ---- */
 
+static void disconnect_writer(struct writer *w)
+{
+    PQfinish(w->conn);
+    w->conn = NULL;
+}
+
 static int connect_writer(struct writer *w)
 {
     char err[512];
@@ -209,6 +216,18 @@ static int connect_writer(struct writer *w)
     if (w->conn == NULL) {
         log_warn("ingest writer cannot connect", "writer=%d error=\"%.200s\"", w->index, err);
         return HB_EUNAVAILABLE;
+    }
+    if (w->ing->cfg.statement_timeout_ms > 0) {
+        char sql[64];
+        snprintf(sql, sizeof(sql), "SET statement_timeout = %" PRId64,
+                 w->ing->cfg.statement_timeout_ms);
+        PGresult *t = PQexec(w->conn, sql);
+        bool ok = PQresultStatus(t) == PGRES_COMMAND_OK;
+        PQclear(t);
+        if (!ok) {
+            disconnect_writer(w);
+            return HB_EUNAVAILABLE;
+        }
     }
     PGresult *r = PQprepare(w->conn, "ingest", INGEST_SQL, NPARAMS, NULL);
     int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : db_result_rc(w->conn, r);
@@ -223,12 +242,6 @@ static int connect_writer(struct writer *w)
     }
     w->nids = w->ids_used = 0;
     return 0;
-}
-
-static void disconnect_writer(struct writer *w)
-{
-    PQfinish(w->conn);
-    w->conn = NULL;
 }
 
 /* Makes sure at least n delivery ids are reserved. */

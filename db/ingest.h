@@ -15,7 +15,9 @@
  * even across processes; they are sorted by key so that concurrent batches
  * take row locks in one order.
  *
- * Failures: a lost connection fails the batch with HB_EUNAVAILABLE (the HTTP
+ * Failures: a lost connection, or a statement that runs past the statement
+ * timeout (a database that hangs without dropping the connection, a lock
+ * held by someone else), fails the batch with HB_EUNAVAILABLE (the HTTP
  * layer answers 503, Meta retries, dedup absorbs what did commit) and the
  * writer reconnects in the background with exponential backoff; while the
  * database is known to be down, submit refuses at once. If PostgreSQL refuses
@@ -78,8 +80,9 @@ struct db_ingest_config {
     const char *url;
     int writers;
     int batch_max;
-    size_t queue_limit;   /* bytes */
-    int64_t retry_max_ms; /* reconnect backoff cap */
+    size_t queue_limit;           /* bytes */
+    int64_t retry_max_ms;         /* reconnect backoff cap */
+    int64_t statement_timeout_ms; /* a commit taking longer fails with 503; 0: none */
 };
 
 struct db_ingest;

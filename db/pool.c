@@ -83,7 +83,7 @@ int db_result_rc(PGconn *c, const PGresult *res)
 {
     const char *state = db_sqlstate(res);
     if (PQstatus(c) != CONNECTION_OK || state[0] == '\0' || strncmp(state, "08", 2) == 0 ||
-        strncmp(state, "57P", 3) == 0 || strcmp(state, "53300") == 0)
+        strncmp(state, "57P", 3) == 0 || strcmp(state, "53300") == 0 || strcmp(state, "57014") == 0)
         return HB_EUNAVAILABLE;
     if (strcmp(state, "23505") == 0)
         return HB_EEXIST;

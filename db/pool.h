@@ -26,7 +26,7 @@ PGconn *db_connect(const char *url, char *err, size_t errsz);
 bool db_conn_alive(PGconn *c);
 
 /* HB_E* code for a failed result: HB_EUNAVAILABLE when the connection is
- * gone or the server is shutting down, HB_EEXIST for unique violations,
+ * gone, the server is shutting down or the statement timed out, HB_EEXIST for unique violations,
  * HB_EINVAL for other integrity and data errors, HB_EDB otherwise. */
 int db_result_rc(PGconn *c, const PGresult *res);
 

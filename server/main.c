@@ -250,8 +250,9 @@ static int cmd_serve(const struct config *cfg)
 
     uv_async_init(&loop, &st.ingest_async, on_ingest_async);
     st.ingest_async.data = &st;
-    struct db_ingest_config icfg = {cfg->database_url, cfg->ingest_writers, cfg->ingest_batch_max,
-                                    cfg->ingest_queue_limit, cfg->db_retry_max_ms};
+    struct db_ingest_config icfg = {cfg->database_url,     cfg->ingest_writers,
+                                    cfg->ingest_batch_max, cfg->ingest_queue_limit,
+                                    cfg->db_retry_max_ms,  cfg->ingest_statement_timeout_ms};
     srv->ingest = db_ingest_new(&icfg, on_ingest_notify, &st.ingest_async);
 
     srv->http = http_new(&loop, cfg->body_limit);
