@@ -39,6 +39,7 @@
 #define USERNAME_MAX 200
 #define TOKEN_MAX 2048
 #define LOGIN_TYPE_MAX 32
+#define ACCOUNT_LOCK_CLASS "1751343727" /* pg_advisory_xact_lock(class, app id) */
 
 static const char *const IMMUTABLE[] = {"app_id", "ig_id", "login_type", "tenant_id", NULL};
 
@@ -367,6 +368,39 @@ static PGresult *backfill(PGconn *c, const char *tenant, const char *app, const 
                     4, params);
 }
 
+/* Routing matches entry.id against an account's ig_id or its page_id, oldest
+ * account first, so an id must be no other account's of the app under either
+ * name: the unique indexes hold each column, this holds one against the
+ * other. Runs in the writing transaction after the row is written, under a
+ * per-app advisory lock so two concurrent writers cannot both pass. false
+ * with the answer set. */
+static bool ids_free(struct api_call *call, PGconn *c, const char *app, const char *account,
+                     const char *ig_id, const char *page_id)
+{
+    const char *lp[] = {app};
+    PGresult *r = api_exec(
+        c, "SELECT pg_advisory_xact_lock(" ACCOUNT_LOCK_CLASS ", ($1::int8 & 2147483647)::int4)", 1,
+        lp);
+    bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+    if (ok) {
+        PQclear(r);
+        const char *params[] = {app, account, ig_id, page_id};
+        r = api_exec(c,
+                     "SELECT EXISTS (SELECT 1 FROM accounts WHERE app_id = $1 AND id <> $2"
+                     " AND (page_id = $3 OR ig_id = $4))",
+                     4, params);
+        ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+    }
+    if (!ok)
+        api_db_error(call, c, r, NULL);
+    else if (strcmp(PQgetvalue(r, 0, 0), "t") == 0)
+        api_error(call, 409, "conflict",
+                  "another account of this app has this id as its ig_id or page_id");
+    ok = ok && strcmp(PQgetvalue(r, 0, 0), "f") == 0;
+    PQclear(r);
+    return ok;
+}
+
 /* Why an INSERT found no app: 422 on app_id (or tenant_id). For a tenant, an
  * app of another tenant reads as missing; the operator is told which. */
 static void explain_no_app(struct api_call *call, PGconn *c, const char *tenant, const char *app)
@@ -428,6 +462,11 @@ static void create(struct api_call *call, PGconn *c, const struct account_in *in
         PQclear(r);
         exec_ok(c, "ROLLBACK");
         explain_no_app(call, c, tenant, app);
+        goto out;
+    }
+    if (!ids_free(call, c, app, PQgetvalue(r, 0, 1), in->ig_id.data, str_or_null(&in->page_id))) {
+        PQclear(r);
+        exec_ok(c, "ROLLBACK");
         goto out;
     }
     b = backfill(c, tenant, app, in->ig_id.data, str_or_null(&in->page_id));
@@ -636,6 +675,11 @@ static void update(struct api_call *call, PGconn *c, const struct account_in *in
         goto out;
     }
     if (in->has_page_id && in->page_id.data != NULL) {
+        if (!ids_free(call, c, PQgetvalue(r, 0, 2), id, row->ig_id, in->page_id.data)) {
+            PQclear(r);
+            exec_ok(c, "ROLLBACK");
+            goto out;
+        }
         b = backfill(c, PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 2), in->page_id.data, NULL);
         if (PQresultStatus(b) != PGRES_COMMAND_OK) {
             PQclear(r);

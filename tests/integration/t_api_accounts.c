@@ -779,6 +779,46 @@ int main(void)
              app_s);
     tap_is_int(api(key_a, "POST", "/v1/accounts", json, NULL), 409,
                "another tenant cannot take the same ig_id on the shared app: 409");
+    /* Routing matches entry.id against ig_id or page_id, oldest account first:
+     * an id one account has as either must be no other account's of the app. */
+    snprintf(json, sizeof(json),
+             "{\"app_id\":%lld,\"ig_id\":\"17841400000000902\",\"page_id\":\"17841400000000900\","
+             "\"login_type\":\"instagram_login\"," BASE_TOKEN "," BASE_FIELDS "}",
+             app_s);
+    tap_is_int(api(key_a, "POST", "/v1/accounts", json, NULL), 409,
+               "another tenant cannot take B's ig_id as its page_id on the shared app: 409");
+    snprintf(json, sizeof(json),
+             "{\"app_id\":%lld,\"ig_id\":\"500000000000901\",\"login_type\":\"instagram_login\","
+             "" BASE_TOKEN "," BASE_FIELDS "}",
+             app_s);
+    tap_is_int(api(key_a, "POST", "/v1/accounts", json, NULL), 409,
+               "another tenant cannot take B's page_id as its ig_id on the shared app: 409");
+    {
+        /* A's account older than B's: taking B's ig_id as its page_id by PATCH
+         * would route B's events to A. */
+        char pa[64], *ba = NULL;
+        snprintf(json, sizeof(json),
+                 "{\"app_id\":%lld,\"ig_id\":\"17841400000000903\",\"login_type\":"
+                 "\"instagram_login\"," BASE_TOKEN "," BASE_FIELDS "}",
+                 app_s);
+        long long acc_old = create(key_a, json, &ba);
+        free(ba);
+        snprintf(json, sizeof(json),
+                 "{\"app_id\":%lld,\"ig_id\":\"17841400000000904\",\"login_type\":"
+                 "\"instagram_login\"," BASE_TOKEN "," BASE_FIELDS "}",
+                 app_s);
+        long long acc_new = create(key_b, json, &ba);
+        free(ba);
+        snprintf(pa, sizeof(pa), "/v1/accounts/%lld", acc_old);
+        tap_is_int(api(key_a, "PATCH", pa, "{\"page_id\":\"17841400000000904\"}", NULL), 409,
+                   "PATCH to a page_id that is another account's ig_id on the app: 409");
+        deliver("17841400000000904", 5);
+        tap_is_int(event_tenant(app_s, "17841400000000904"), tb,
+                   "B's events stay B's after A's attempt");
+        tap_is_int(api(key_a, "DELETE", pa, NULL, NULL), 204, "(A's older account deleted)");
+        snprintf(pa, sizeof(pa), "/v1/accounts/%lld", acc_new);
+        tap_is_int(api(key_b, "DELETE", pa, NULL, NULL), 204, "(B's newer account deleted)");
+    }
     tap_is_int(api(key_b, "DELETE", path, NULL, NULL), 204, "DELETE of the account: 204");
     tap_is_int(api(key_b, "GET", path, NULL, NULL), 404, "a deleted account: 404");
     tap_is_int(api(key_b, "DELETE", path, NULL, NULL), 404, "a second DELETE: 404");
