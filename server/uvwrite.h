@@ -10,8 +10,12 @@
  *
  * hubbub's binary therefore defines uv_write() itself: it calls libuv's and,
  * when that fails at once, calls the callback with the error on the next
- * loop iteration, as libuv does for errors found later. libh2o's calls bind
- * to this definition because the executable comes first in symbol lookup.
+ * loop iteration, as libuv does for errors found later. If the stream is
+ * closed first, the callback comes just before the stream's close callback
+ * (uv_close() is wrapped for that), as libuv calls those of writes still
+ * queued: h2o frees the write request in its close callback. libh2o's calls
+ * bind to these definitions because the executable comes first in symbol
+ * lookup.
  */
 #ifndef HB_UVWRITE_H
 #define HB_UVWRITE_H
