@@ -147,10 +147,15 @@ bool mtls_allows(struct mtls_policy *p, const struct http *h, h2o_req_t *req, co
         return true;
     *why = "a verified client certificate is required";
     if (p->header[0] != '\0' && from_trusted_proxy(p, req)) {
-        const h2o_iovec_t *subject = http_header(req, p->header);
+        size_t len = strlen(p->header);
+        ssize_t i = h2o_find_header_by_str(&req->headers, p->header, len, -1);
+        const h2o_iovec_t *subject = i < 0 ? NULL : &req->headers.entries[i].value;
         char cn[256];
         if (subject == NULL) {
             *why = "the proxy passed no client certificate subject";
+        } else if (h2o_find_header_by_str(&req->headers, p->header, len, i) >= 0) {
+            /* A proxy that appends its header leaves the client's first. */
+            *why = "more than one client certificate subject was passed";
         } else if (!tls_subject_cn(subject->base, subject->len, cn, sizeof(cn)) ||
                    strcmp(cn, p->cn) != 0) {
             *why = "the client certificate names someone other than Meta";

@@ -4,9 +4,9 @@
  * Buckets are keyed by a hash of the token as presented, before it is known
  * to be valid: repeating a bad key is limited like using a good one, at no
  * database cost. A client that invents a new key per request gets a new
- * bucket each time; limiting by address is left to a proxy in front. The table is bounded: when it is full, buckets that have
- * refilled completely (indistinguishable from new ones) are dropped, and if
- * none has, the oldest entry is reused. Not thread-safe.
+ * bucket each time; limiting by address is left to a proxy in front. The table is bounded: when it
+ * is full, buckets that have refilled completely (indistinguishable from new ones) are dropped, and
+ * if none has, the oldest entry is reused. Not thread-safe.
  */
 #ifndef HB_RATELIMIT_H
 #define HB_RATELIMIT_H

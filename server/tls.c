@@ -93,7 +93,8 @@ static void on_info(const SSL *ssl, int where, int ret)
     if (recorded != 0)
         why = (enum tls_refusal)(recorded - 1);
     else if ((ret & 0xff) == 116 /* certificate_required */ ||
-             ((ret & 0xff) == SSL_AD_HANDSHAKE_FAILURE && check->cn[0] != '\0'))
+             ((ret & 0xff) == SSL_AD_HANDSHAKE_FAILURE && check->cn[0] != '\0' &&
+              SSL_get_state(ssl) == TLS_ST_SR_CERT)) /* TLS 1.2: while reading the client's */
         why = TLS_REFUSED_NO_CERT;
     struct tls_stats *st = check->stats;
     st->refused[why]++;
@@ -120,11 +121,12 @@ static void openssl_error(char *err, size_t errsz, const char *what, const char 
 SSL_CTX *tls_context_new(const struct tls_settings *s, struct tls_stats *stats, char *err,
                          size_t errsz)
 {
-    if (check_index < 0) {
+    /* The loop thread alone makes contexts: no race on the indexes. */
+    if (check_index < 0)
         check_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, free_check);
+    if (reason_index < 0)
         reason_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
-    }
-    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    SSL_CTX *ctx = check_index < 0 || reason_index < 0 ? NULL : SSL_CTX_new(TLS_server_method());
     if (ctx == NULL) {
         snprintf(err, errsz, "OpenSSL cannot make a TLS context");
         return NULL;
@@ -149,8 +151,12 @@ SSL_CTX *tls_context_new(const struct tls_settings *s, struct tls_stats *stats, 
     }
 
     struct tls_check *check = OPENSSL_zalloc(sizeof(*check));
+    if (check == NULL || SSL_CTX_set_ex_data(ctx, check_index, check) != 1) {
+        OPENSSL_free(check);
+        snprintf(err, errsz, "OpenSSL cannot make a TLS context");
+        goto fail;
+    }
     check->stats = stats;
-    SSL_CTX_set_ex_data(ctx, check_index, check);
     SSL_CTX_set_info_callback(ctx, on_info);
     if (s->client_ca_file != NULL) {
         snprintf(check->cn, sizeof(check->cn), "%s", s->client_cn);
@@ -217,7 +223,7 @@ bool tls_subject_cn(const char *subject, size_t len, char *out, size_t outsz)
                 c = subject[i++];
             }
             if (is_cn) {
-                if (o + 1 >= outsz)
+                if (o + 1 >= outsz || c == '\0') /* a NUL would end the name early */
                     return false;
                 out[o++] = c;
             }

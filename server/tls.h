@@ -61,7 +61,8 @@ void tls_describe(SSL_CTX *ctx, char *out, size_t outsz);
 
 /* The value of the CN attribute in an RFC 2253/4514 subject string, as
  * proxies pass it ("CN=a.b,O=Meta Platforms\, Inc."), unescaped into out.
- * false when there is none, more than one, or it does not fit. */
+ * false when there is none, more than one, it holds a NUL byte or it does not
+ * fit. */
 bool tls_subject_cn(const char *subject, size_t len, char *out, size_t outsz);
 
 #endif

@@ -188,6 +188,7 @@ struct how {
     const char *ciphers;
     const char *interface; /* the source address */
     const char *header;    /* one more request header */
+    const char *header2;   /* and another */
 };
 
 static const struct how PLAIN = {0};
@@ -229,6 +230,8 @@ static void perform(CURL *handle, const char *url, const struct how *how,
         list = curl_slist_append(list, *p);
     if (how->header != NULL)
         list = curl_slist_append(list, how->header);
+    if (how->header2 != NULL)
+        list = curl_slist_append(list, how->header2);
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_TIMEOUT, 20L);
@@ -518,6 +521,14 @@ static void test_mtls(struct h_db *db)
     const char *untrusted2[] = {" reason=untrusted ", " refused_total=2 ", NULL};
     check_refused(db, &s, tls, &via4, "a chain of four intermediates (depth 4)", untrusted2);
 
+    /* A TLS 1.2 handshake that fails before any certificate is asked for (no
+     * cipher in common: RSA key exchange with an EC key) is not a missing one. */
+    const struct how rsa_kx = {.client = &meta_cert,
+                               .ssl_version = CURL_SSLVERSION_TLSv1_2 | CURL_SSLVERSION_MAX_TLSv1_2,
+                               .ciphers = "AES128-SHA"};
+    const char *no_cipher[] = {" reason=handshake_failed ", NULL};
+    check_refused(db, &s, tls, &rsa_kx, "no cipher in common (TLS 1.2)", no_cipher);
+
     /* TLS 1.1 and below: OpenSSL 3 offers them only at security level 0. */
     const struct how tls11 = {.client = &meta_cert,
                               .ssl_version = CURL_SSLVERSION_TLSv1 | CURL_SSLVERSION_MAX_TLSv1_1,
@@ -690,6 +701,87 @@ static void test_reset_connections(struct h_db *db)
            (long long)took);
 }
 
+/* ---- session resumption ---- */
+
+/* One TLS connection to port with the client certificate name, offering
+ * *sess (if any) for resumption, GET /healthz; the session is kept in *sess
+ * for the next one. Returns the HTTP status line's code, 0 on failure, and
+ * whether the session was resumed in *reused. */
+static int resume_get(int port, const char *name, int version, SSL_SESSION **sess, bool *reused)
+{
+    *reused = false;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        close(fd);
+        return 0;
+    }
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    SSL_CTX_set_min_proto_version(ctx, version);
+    SSL_CTX_set_max_proto_version(ctx, version);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT);
+    const struct client cl = client_named(name);
+    SSL_CTX_use_certificate_chain_file(ctx, cl.cert);
+    SSL_CTX_use_PrivateKey_file(ctx, cl.key, SSL_FILETYPE_PEM);
+    SSL *ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, fd);
+    if (*sess != NULL)
+        SSL_set_session(ssl, *sess);
+    static const char req[] = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    char buf[2048];
+    int status = 0, n = 0;
+    if (SSL_connect(ssl) == 1 && SSL_write(ssl, req, sizeof(req) - 1) > 0) {
+        int got;
+        while (n < (int)sizeof(buf) - 1 && (got = SSL_read(ssl, buf + n, sizeof(buf) - 1 - n)) > 0)
+            n += got;
+        buf[n] = '\0';
+        if (n > 12 && strncmp(buf, "HTTP/1.1 ", 9) == 0)
+            status = atoi(buf + 9);
+        *reused = SSL_session_reused(ssl) == 1;
+        SSL_SESSION *next = SSL_get1_session(ssl);
+        if (next != NULL) {
+            SSL_SESSION_free(*sess);
+            *sess = next;
+        }
+    }
+    SSL_shutdown(ssl);
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    close(fd);
+    return status;
+}
+
+/* A client that resumes its TLS session (Meta's do) must not be refused. */
+static void test_resumption(struct h_db *db)
+{
+    int port = h_free_port();
+    char tls_listen[64], cert[200], key[200], ca[200];
+    snprintf(tls_listen, sizeof(tls_listen), "HUBBUB_TLS_LISTEN=127.0.0.1:%d", port);
+    snprintf(cert, sizeof(cert), "HUBBUB_TLS_CERT=%s", in_dir("server.pem"));
+    snprintf(key, sizeof(key), "HUBBUB_TLS_KEY=%s", in_dir("server.key"));
+    snprintf(ca, sizeof(ca), "HUBBUB_MTLS_CA=%s", in_dir("ca.pem"));
+    const char *env[] = {tls_listen, cert, key, ca, NULL};
+    struct h_server s;
+    h_server_start(&s, db, env);
+    static const struct {
+        int version;
+        const char *name;
+    } versions[] = {{TLS1_2_VERSION, "TLS 1.2"}, {TLS1_3_VERSION, "TLS 1.3"}};
+    for (size_t i = 0; i < 2; i++) {
+        SSL_SESSION *sess = NULL;
+        bool reused;
+        const char *v = versions[i].name;
+        tap_is_int(resume_get(port, "client", versions[i].version, &sess, &reused), 200,
+                   "resumption %s: a first connection with Meta's certificate gets 200", v);
+        tap_ok(sess != NULL, "resumption %s: the client has a session to resume", v);
+        tap_is_int(resume_get(port, "client", versions[i].version, &sess, &reused), 200,
+                   "resumption %s: a second connection offering that session gets 200", v);
+        SSL_SESSION_free(sess);
+    }
+    tap_is_int(h_server_stop(&s, SIGTERM), 0, "resumption: the server stops cleanly");
+}
+
 /* ---- a TLS-terminating proxy in front ---- */
 
 static void test_proxy(struct h_db *db, const char *trusted, const char *other)
@@ -715,6 +807,16 @@ static void test_proxy(struct h_db *db, const char *trusted, const char *other)
                "proxy %s: a CN that only starts with Meta's gets 403", trusted);
     from.header = NULL;
     tap_is_int(post_status(s.base, &from, n + 4), 403, "proxy %s: no header gets 403", trusted);
+    /* A proxy that appends its header to the client's: the first one is the
+     * client's own. */
+    from.header = PROXY_HEADER ": " RIGHT_SUBJECT;
+    from.header2 = PROXY_HEADER ": CN=client.webhooks.example.com";
+    tap_is_int(post_status(s.base, &from, n + 6), 403,
+               "proxy %s: two subject headers (one forged) get 403", trusted);
+    from.header = PROXY_HEADER ": CN=client.webhooks.example.com";
+    from.header2 = PROXY_HEADER ": " RIGHT_SUBJECT;
+    tap_is_int(post_status(s.base, &from, n + 7), 403, "proxy %s: in either order", trusted);
+    from.header2 = NULL;
     struct h_resp r;
     h_post_signed(&r, &s, APP_ID, SECRET, "{\"object\":\"instagram\",\"entry\":[]}", 33);
     tap_contains(r.body, "\"client_certificate_required\"",
@@ -796,6 +898,7 @@ int main(void)
     test_proxy(&db, "127.0.0.2", "127.0.0.1");
     test_same_port(&db);
     test_reset_connections(&db);
+    test_resumption(&db);
     test_mtls(&db); /* last: its SIGHUP test replaces server.pem */
 
     h_db_drop(&db);

@@ -44,6 +44,9 @@ static void test_subject_cn(void **state)
         {"CN=x+CN=y", NULL},
         {"CNX=client.webhooks.fbclientcerts.com", NULL},
         {"garbage", NULL},
+        /* an escaped NUL would cut the name short in a C string compare */
+        {"CN=client.webhooks.fbclientcerts.com\\00.evil.example", NULL},
+        {"CN=\\00", NULL},
     };
     for (size_t i = 0; i < HB_ARRAY_SIZE(cases); i++) {
         char cn[256];
@@ -107,6 +110,14 @@ static void test_cidrs(void **state)
     assert_true(trusted("127.0.0.1", "::ffff:127.0.0.1"));
     assert_false(trusted("127.0.0.1", "::ffff:127.0.0.9"));
     assert_false(trusted("::/0", "127.0.0.1"));
+    assert_true(trusted("::/0", "2001:db8::1"));
+    assert_true(trusted("10.0.0.6/31", "10.0.0.7"));
+    assert_false(trusted("10.0.0.6/31", "10.0.0.8"));
+    assert_true(trusted("128.0.0.0/1", "200.1.1.1"));
+    assert_false(trusted("128.0.0.0/1", "127.1.1.1"));
+    assert_true(trusted("2001:db8::/33", "2001:db8:7fff::1"));
+    assert_false(trusted("2001:db8::/33", "2001:db8:8000::1"));
+    assert_true(trusted("10.0.0.0/8", "::ffff:10.9.9.9"));
 
     const char *bad[] = {"localhost", "10.0.0.0/33", "10.0.0.0/", "10.0.0.0/x",
                          "::1/129",   "1.2.3.4/-1",  "300.1.1.1"};
