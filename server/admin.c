@@ -9,6 +9,7 @@
 #include "server/admin.h"
 
 #include <inttypes.h>
+#include <netinet/in.h>
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 #include <stdio.h>
@@ -25,6 +26,7 @@
 
 struct admin_job {
     uv_work_t work;
+    uint8_t address[RATELIMIT_KEY_LEN]; /* the client's, for failed authentications */
     struct server *srv;
     struct http_hold hold;
     const struct api_route *route;
@@ -77,6 +79,31 @@ static bool is_operator_token(const struct server *srv, const char *token, size_
     return CRYPTO_memcmp(a, b, sizeof(a)) == 0;
 }
 
+/* The client's address as a rate-limit key (v4-mapped v6 as v4). */
+static void address_key(h2o_req_t *req, uint8_t key[RATELIMIT_KEY_LEN])
+{
+    struct sockaddr_storage ss;
+    uint8_t raw[17] = {0};
+    size_t n = 1;
+    if (req->conn->callbacks->get_peername != NULL &&
+        req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss) != 0) {
+        if (ss.ss_family == AF_INET) {
+            memcpy(raw + 1, &((struct sockaddr_in *)&ss)->sin_addr, 4);
+            n = 5;
+        } else if (ss.ss_family == AF_INET6) {
+            const uint8_t *a = (const uint8_t *)&((struct sockaddr_in6 *)&ss)->sin6_addr;
+            static const uint8_t v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+            bool v4 = memcmp(a, v4mapped, 12) == 0;
+            raw[0] = v4 ? 0 : 6;
+            memcpy(raw + 1, v4 ? a + 12 : a, v4 ? 4 : 16);
+            n = v4 ? 5 : 17;
+        }
+    }
+    uint8_t digest[SHA256_DIGEST_LENGTH];
+    SHA256(raw, n, digest);
+    memcpy(key, digest, RATELIMIT_KEY_LEN);
+}
+
 static void send_unauthorized(h2o_req_t *req, const char *message)
 {
     http_add_header(req, "www-authenticate", "Bearer realm=\"hubbub\"");
@@ -113,6 +140,8 @@ static void finish_job(uv_work_t *w, int status)
     srv->inflight--;
     if (status != 0 || call->status == 0)
         api_error(call, 500, "internal", "the request could not be completed");
+    if (call->status == 401)
+        ratelimit_take(srv->auth_failures, job->address, uv_now(srv->loop));
 
     char tenant[24] = "operator";
     if (!call->caller.is_operator)
@@ -185,14 +214,30 @@ int admin_handle(void *ctx, h2o_req_t *req)
         return 0;
     }
 
+    /* Keys are 256-bit random, but each wrong one still costs a lookup:
+     * an address that keeps failing waits. */
+    uint8_t address[RATELIMIT_KEY_LEN];
+    address_key(req, address);
+    int64_t blocked_ms = ratelimit_peek(srv->auth_failures, address, uv_now(srv->loop));
+    if (blocked_ms > 0) {
+        char s[24];
+        snprintf(s, sizeof(s), "%" PRId64, (blocked_ms + 999) / 1000);
+        http_add_header(req, "retry-after", s);
+        http_send_error(req, 429, "rate_limited",
+                        "too many failed authentications from this address; slow down");
+        return 0;
+    }
+
     const h2o_iovec_t *auth = http_header(req, "authorization");
     if (auth == NULL || auth->len < 7 || strncasecmp(auth->base, "Bearer ", 7) != 0) {
+        ratelimit_take(srv->auth_failures, address, uv_now(srv->loop));
         send_unauthorized(req, "send Authorization: Bearer <API key>");
         return 0;
     }
     const char *token = auth->base + 7;
     size_t token_len = auth->len - 7;
     if (token_len == 0 || token_len >= sizeof(((struct api_call *)0)->token)) {
+        ratelimit_take(srv->auth_failures, address, uv_now(srv->loop));
         send_unauthorized(req, "the API key is not valid or was revoked");
         return 0;
     }
@@ -211,6 +256,7 @@ int admin_handle(void *ctx, h2o_req_t *req)
     bool is_operator = is_operator_token(srv, token, token_len);
     if (!is_operator &&
         (token_len != API_KEY_LEN || memcmp(token, API_KEY_PREFIX, strlen(API_KEY_PREFIX)) != 0)) {
+        ratelimit_take(srv->auth_failures, address, uv_now(srv->loop));
         send_unauthorized(req, "the API key is not valid or was revoked");
         return 0;
     }
@@ -235,6 +281,7 @@ int admin_handle(void *ctx, h2o_req_t *req)
     struct api_call *call = &job->call;
     job->srv = srv;
     job->route = route;
+    memcpy(job->address, address, sizeof(address));
     job->started_ms = uv_now(srv->loop);
     call->method = route->method;
     memcpy(call->ids, ids, sizeof(ids));

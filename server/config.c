@@ -78,6 +78,9 @@ static const struct config_setting SETTINGS[] = {
      "(X-Amzn-Mtls-Clientcert-Subject for an AWS ALB); set: webhooks need it or mTLS"},
     {"HUBBUB_MTLS_TRUSTED_PROXIES", CONFIG_STRING, NULL, 0, 0, 0, F(mtls_trusted_proxies),
      "comma-separated addresses or CIDR blocks whose HUBBUB_MTLS_PROXY_HEADER is believed"},
+    {"HUBBUB_API_AUTH_FAILURES", CONFIG_INT, "20", 0, 1, 1000000, F(api_auth_failures),
+     "failed admin API authentications an address may make at once; then one a second, "
+     "and more get 429"},
     {"HUBBUB_API_STATEMENT_TIMEOUT", CONFIG_DURATION, "10s", 0, 100, 3600 * 1000,
      F(api_statement_timeout_ms), "longest an admin API query may run before it gets 503"},
 };

@@ -32,8 +32,9 @@ struct config {
     char *master_key_file;
     char *admin_token; /* secret */
     char *admin_token_file;
-    int api_rate;  /* requests per second per key */
-    int api_burst; /* bucket size */
+    int api_rate;          /* requests per second per key */
+    int api_burst;         /* bucket size */
+    int api_auth_failures; /* bucket size of failed authentications per address */
     int64_t api_statement_timeout_ms;
     char *tls_listen;
     char *tls_cert;

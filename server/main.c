@@ -242,6 +242,7 @@ static int cmd_serve(const struct config *cfg)
     if (admin_load_token(cfg, srv->admin_token, sizeof(srv->admin_token), &why) != 0)
         die(why, NULL);
     srv->ratelimit = ratelimit_new(cfg->api_rate, cfg->api_burst, 10000);
+    srv->auth_failures = ratelimit_new(1, cfg->api_auth_failures, 10000);
     char perr[512];
     if (mtls_policy_init(&srv->mtls, cfg, perr, sizeof(perr)) != 0)
         die(perr, NULL);
@@ -318,6 +319,7 @@ static int cmd_serve(const struct config *cfg)
     appcache_free(srv->apps);
     db_pool_free(srv->pool);
     ratelimit_free(srv->ratelimit);
+    ratelimit_free(srv->auth_failures);
     explicit_bzero(srv->admin_token, sizeof(srv->admin_token));
     secretbox_dispose(&keys);
     log_info("stopped", "%s", "");

@@ -113,15 +113,26 @@ static void evict(struct ratelimit *rl, uint64_t now_ms)
     free(old);
 }
 
+static struct bucket *lookup(struct ratelimit *rl, const uint8_t *key)
+{
+    for (size_t i = slot_of(rl, key); rl->slots[i].used; i = (i + 1) % rl->nslots)
+        if (memcmp(rl->slots[i].key, key, RATELIMIT_KEY_LEN) == 0)
+            return &rl->slots[i];
+    return NULL;
+}
+
+int64_t ratelimit_peek(struct ratelimit *rl, const uint8_t key[RATELIMIT_KEY_LEN], uint64_t now_ms)
+{
+    struct bucket *b = lookup(rl, key);
+    if (b == NULL)
+        return 0;
+    refill(rl, b, now_ms);
+    return b->tokens >= 1 ? 0 : (int64_t)ceil((1 - b->tokens) * 1000 / rl->rate);
+}
+
 int64_t ratelimit_take(struct ratelimit *rl, const uint8_t key[RATELIMIT_KEY_LEN], uint64_t now_ms)
 {
-    struct bucket *b = NULL;
-    for (size_t i = slot_of(rl, key); rl->slots[i].used; i = (i + 1) % rl->nslots) {
-        if (memcmp(rl->slots[i].key, key, RATELIMIT_KEY_LEN) == 0) {
-            b = &rl->slots[i];
-            break;
-        }
-    }
+    struct bucket *b = lookup(rl, key);
     if (b == NULL) {
         if (rl->nkeys >= rl->max_keys)
             evict(rl, now_ms);

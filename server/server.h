@@ -30,6 +30,7 @@ struct server {
     struct appcache *apps;
     struct http *http;
     struct ratelimit *ratelimit;     /* admin API requests per key */
+    struct ratelimit *auth_failures; /* failed authentications per client address */
     char admin_token[128];           /* the operator's; "" when operator access is off */
     size_t inflight;                 /* requests waiting on a lookup or a commit */
     struct log_throttle refusal_log; /* wrong signatures and verify tokens */

@@ -316,6 +316,33 @@ static void test_rate_limit(struct h_db *db)
     tap_is_int(r.status, 200, "the bucket refills at the configured rate");
     h_resp_free(&r);
     h_server_stop(&s, 15);
+
+    /* Inventing a new key for every request: limited by address. */
+    const char *env2[] = {"HUBBUB_API_AUTH_FAILURES=3", NULL};
+    h_server_start(&s, db, env2);
+    h_api_tenant(&s, "by-address", key);
+    int unauthorized = 0;
+    for (int i = 0; i < 3; i++) {
+        char guess[64];
+        snprintf(guess, sizeof(guess), "hb_%043d", i);
+        h_api(&r, &s, guess, "GET", "/v1/apps", NULL);
+        unauthorized += r.status == 401;
+        h_resp_free(&r);
+    }
+    tap_is_int(unauthorized, 3, "three invented keys get 401");
+    h_api(&r, &s, "hb_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "GET", "/v1/apps", NULL);
+    tap_is_int(r.status, 429, "the next from the same address gets 429");
+    tap_contains(r.body, "failed authentications", "  saying why");
+    tap_contains(r.headers, "retry-after: 1", "  and when to retry");
+    h_resp_free(&r);
+    h_api(&r, &s, key, "GET", "/v1/apps", NULL);
+    tap_is_int(r.status, 429, "  even with a good key, while the address waits");
+    h_resp_free(&r);
+    h_sleep_ms(1100);
+    h_api(&r, &s, key, "GET", "/v1/apps", NULL);
+    tap_is_int(r.status, 200, "a second later the good key works again");
+    h_resp_free(&r);
+    h_server_stop(&s, 15);
 }
 
 /* ALTER DATABASE ... ALLOW_CONNECTIONS cannot run inside the database it changes. */

@@ -316,9 +316,14 @@ static void test_ratelimit(void **state)
     ratelimit_free(rl);
 
     rl = ratelimit_new(1, 1, 2);
+    assert_int_equal(ratelimit_peek(rl, a, 0), 0); /* unknown: nothing held back */
+    assert_int_equal(ratelimit_size(rl), 0);       /* and peeking adds nothing */
     assert_int_equal(ratelimit_take(rl, a, 0), 0);
+    assert_int_equal(ratelimit_peek(rl, a, 0), 1000);
     assert_int_equal(ratelimit_take(rl, a, 0), 1000);
     assert_int_equal(ratelimit_take(rl, b, 0), 0);
+    assert_int_equal(ratelimit_peek(rl, a, 500), 500); /* peeking takes nothing */
+    assert_int_equal(ratelimit_peek(rl, a, 500), 500);
     ratelimit_free(rl);
 }
 
