@@ -363,6 +363,58 @@ static struct ingest_delivery *find_by_id(struct ingest_delivery **batch, size_t
 }
 
 /* One attempt to store the whole batch in one statement (one transaction). */
+/* A shared app's events are routed by its accounts (INGEST_SQL), and
+ * api/accounts.c takes this per-app advisory lock exclusively while it adds
+ * an account and routes the app's earlier unrouted events to it. Holding it
+ * shared from before the insert until the commit means that either the
+ * insert sees the new account or the account's backfill sees the inserted
+ * events: none stays unrouted by racing the other. */
+#define ACCOUNT_LOCK_CLASS 1751343727
+
+static int compare_int64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Starts a transaction holding the shared-app locks, when the batch has
+ * deliveries of shared apps; *in_tx says whether it did. */
+static int begin_shared_apps(struct writer *w, struct ingest_delivery **batch, size_t n,
+                             bool *in_tx)
+{
+    *in_tx = false;
+    int64_t *apps = xmalloc(n * sizeof(*apps));
+    size_t napps = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!batch[i]->has_tenant && batch[i]->reject_reason == NULL)
+            apps[napps++] = batch[i]->app_id;
+    if (napps == 0) {
+        free(apps);
+        return 0;
+    }
+    qsort(apps, napps, sizeof(*apps), compare_int64); /* one order: no deadlocks */
+    struct buf sql;
+    buf_init(&sql);
+    buf_puts(&sql, "BEGIN; SELECT 1");
+    for (size_t i = 0; i < napps; i++)
+        if (i == 0 || apps[i] != apps[i - 1])
+            buf_printf(&sql, ", pg_advisory_xact_lock_shared(%d, %d)", ACCOUNT_LOCK_CLASS,
+                       (int)(apps[i] & 0x7fffffff));
+    free(apps);
+    PGresult *r = PQexec(w->conn, sql.data);
+    buf_dispose(&sql);
+    int rc = PQresultStatus(r) == PGRES_TUPLES_OK ? 0 : db_result_rc(w->conn, r);
+    PQclear(r);
+    *in_tx = PQtransactionStatus(w->conn) != PQTRANS_IDLE;
+    return rc;
+}
+
+static void end_transaction(struct writer *w, const char *sql)
+{
+    PGresult *r = PQexec(w->conn, sql);
+    PQclear(r);
+}
+
 static int store_once(struct writer *w, struct ingest_delivery **batch, size_t n,
                       const char **sqlstate_out, char *errmsg, size_t errsz)
 {
@@ -382,8 +434,28 @@ static int store_once(struct writer *w, struct ingest_delivery **batch, size_t n
         lengths[i] = (int)w->params[i].len;
         formats[i] = 1;
     }
+    bool in_tx;
+    if ((rc = begin_shared_apps(w, batch, n, &in_tx)) != 0) {
+        if (in_tx)
+            end_transaction(w, "ROLLBACK");
+        *sqlstate_out = "";
+        snprintf(errmsg, errsz, "cannot take the shared-app locks");
+        return rc;
+    }
     PGresult *r = PQexecPrepared(w->conn, "ingest", NPARAMS, values, lengths, formats, 0);
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && in_tx) {
+        PGresult *c = PQexec(w->conn, "COMMIT");
+        if (PQresultStatus(c) != PGRES_COMMAND_OK) {
+            PQclear(r);
+            r = c;
+        } else {
+            PQclear(c);
+        }
+        in_tx = false;
+    }
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        if (in_tx)
+            end_transaction(w, "ROLLBACK");
         rc = db_result_rc(w->conn, r);
         static _Thread_local char state[6];
         snprintf(state, sizeof(state), "%s", db_sqlstate(r));
