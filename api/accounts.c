@@ -537,7 +537,9 @@ void accounts_list(struct api_call *call, PGconn *c)
     int64_t after = 0, unused;
     char sc[24], tenant[24], app[24], a[24], l[16];
     int has_tenant = 0, has_app = 0;
-    if (!api_limit(call, &limit) || api_cursor_decode(call, &after, &unused) < 0 ||
+    static const char *const known[] = {"limit", "cursor", "tenant_id", "app_id", NULL};
+    if (!api_params_only(call, known, NULL) || !api_limit(call, &limit) ||
+        api_cursor_decode(call, &after, &unused) < 0 ||
         (has_tenant = query_id(call, "tenant_id", tenant)) < 0 ||
         (has_app = query_id(call, "app_id", app)) < 0)
         return;

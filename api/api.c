@@ -150,6 +150,31 @@ void api_call_dispose(struct api_call *call)
     buf_dispose(&call->out);
 }
 
+/* 400 for a parameter not in allowed, or given twice unless it is repeatable:
+ * a misspelt filter must not silently widen a list. */
+bool api_params_only(struct api_call *call, const char *const *allowed, const char *repeatable)
+{
+    for (size_t i = 0; i < call->nparams; i++) {
+        const char *name = call->params[i].name;
+        bool known = false;
+        for (const char *const *a = allowed; *a != NULL && !known; a++)
+            known = strcmp(*a, name) == 0;
+        if (!known) {
+            api_error(call, 400, "bad_request", "unknown query parameter \"%.64s\"", name);
+            return false;
+        }
+        if (repeatable != NULL && strcmp(name, repeatable) == 0)
+            continue;
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(call->params[j].name, name) == 0) {
+                api_error(call, 400, "bad_request", "%s may be given only once", name);
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
 /* ---- errors ---- */
 
 static void error_body(struct api_call *call, int status, const char *code, const char *field,

@@ -103,6 +103,10 @@ bool api_authenticate(struct api_call *call, PGconn *c);
 
 /* The first value of query parameter name, or NULL. */
 const char *api_param(const struct api_call *call, const char *name);
+/* false with a 400 set for a parameter not in allowed (NULL-terminated), or
+ * given twice unless it is the repeatable one (may be NULL): a misspelt
+ * filter must not silently widen a list. */
+bool api_params_only(struct api_call *call, const char *const *allowed, const char *repeatable);
 
 /* Sets status and a JSON error body. 422s name the offending input. */
 void api_error(struct api_call *call, int status, const char *code, const char *fmt, ...)

@@ -299,9 +299,11 @@ static const char *scope_of(const struct api_call *call, char out[24])
 
 void apps_list(struct api_call *call, PGconn *c)
 {
+    static const char *const known[] = {"limit", "cursor", "tenant_id", NULL};
     int limit;
     int64_t after = 0, unused;
-    if (!api_limit(call, &limit) || api_cursor_decode(call, &after, &unused) < 0)
+    if (!api_params_only(call, known, NULL) || !api_limit(call, &limit) ||
+        api_cursor_decode(call, &after, &unused) < 0)
         return;
     /* ?tenant_id=<id> keeps the apps that tenant owns, ?tenant_id=none the shared ones. */
     const char *filter = api_param(call, "tenant_id");

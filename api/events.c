@@ -177,31 +177,6 @@ static void q_page(struct query *q, bool has_cursor, int64_t cur_us, int64_t cur
 
 /* ---- query parameters ---- */
 
-/* 400 for a parameter not in allowed, or given twice unless it is repeatable:
- * a misspelt filter must not silently widen a list. */
-static bool only_params(struct api_call *call, const char *const *allowed, const char *repeatable)
-{
-    for (size_t i = 0; i < call->nparams; i++) {
-        const char *name = call->params[i].name;
-        bool known = false;
-        for (const char *const *a = allowed; *a != NULL && !known; a++)
-            known = strcmp(*a, name) == 0;
-        if (!known) {
-            api_error(call, 400, "bad_request", "unknown query parameter \"%.64s\"", name);
-            return false;
-        }
-        if (repeatable != NULL && strcmp(name, repeatable) == 0)
-            continue;
-        for (size_t j = 0; j < i; j++) {
-            if (strcmp(call->params[j].name, name) == 0) {
-                api_error(call, 400, "bad_request", "%s may be given only once", name);
-                return false;
-            }
-        }
-    }
-    return true;
-}
-
 /* name as a positive id: 0 absent, 1 present, -1 with a 400 set. */
 static int id_param(struct api_call *call, const char *name, int64_t *out)
 {
@@ -396,7 +371,7 @@ void events_list(struct api_call *call, PGconn *c)
     int limit;
     bool asc;
     int64_t since = 0, until = 0, cur_us = 0, cur_id = 0, account = 0;
-    if (!only_params(call, EVENT_PARAMS, "field") || !api_limit(call, &limit) ||
+    if (!api_params_only(call, EVENT_PARAMS, "field") || !api_limit(call, &limit) ||
         !api_order_asc(call, &asc))
         return;
     int has_since = time_param(call, "since", &since);
@@ -627,7 +602,7 @@ void deliveries_list(struct api_call *call, PGconn *c)
     int limit;
     bool asc;
     int64_t since = 0, until = 0, cur_us = 0, cur_id = 0, app_id = 0;
-    if (!only_params(call, DELIVERY_PARAMS, NULL) || !api_limit(call, &limit) ||
+    if (!api_params_only(call, DELIVERY_PARAMS, NULL) || !api_limit(call, &limit) ||
         !api_order_asc(call, &asc))
         return;
     int has_since = time_param(call, "since", &since);

@@ -57,9 +57,11 @@ static bool read_name(struct api_call *call, struct buf *name)
 
 void tenants_list(struct api_call *call, PGconn *c)
 {
+    static const char *const known[] = {"limit", "cursor", NULL};
     int limit;
     int64_t after = 0, unused;
-    if (!api_limit(call, &limit) || api_cursor_decode(call, &after, &unused) < 0)
+    if (!api_params_only(call, known, NULL) || !api_limit(call, &limit) ||
+        api_cursor_decode(call, &after, &unused) < 0)
         return;
     char a[24], l[16];
     snprintf(a, sizeof(a), "%" PRId64, after);
@@ -200,9 +202,11 @@ static bool tenant_exists(struct api_call *call, PGconn *c, const char *id)
 
 void keys_list(struct api_call *call, PGconn *c)
 {
+    static const char *const known[] = {"limit", "cursor", NULL};
     int limit;
     int64_t after = 0, unused;
-    if (!api_limit(call, &limit) || api_cursor_decode(call, &after, &unused) < 0)
+    if (!api_params_only(call, known, NULL) || !api_limit(call, &limit) ||
+        api_cursor_decode(call, &after, &unused) < 0)
         return;
     char id[24], a[24], l[16];
     snprintf(id, sizeof(id), "%" PRId64, call->ids[0]);

@@ -102,6 +102,16 @@ static void test_tenants(const struct h_server *s)
     tap_is_int(call(s, OP, "GET", path, NULL, NULL), 400, "an empty cursor gets 400");
     tap_is_int(call(s, OP, "GET", "/v1/tenants?limit=1001", NULL, NULL), 400,
                "limit over 1000 gets 400");
+    tap_is_int(call(s, OP, "GET", "/v1/tenants?limt=5", NULL, &b), 400,
+               "a misspelt list parameter gets 400");
+    tap_contains(b, "unknown query parameter \\\"limt\\\"", "  naming it");
+    free(b);
+    tap_is_int(call(s, OP, "GET", "/v1/apps?tenant=1", NULL, NULL), 400,
+               "  on the apps list too (the filter is tenant_id)");
+    tap_is_int(call(s, OP, "GET", "/v1/accounts?app=1", NULL, NULL), 400,
+               "  and on the accounts list (the filter is app_id)");
+    tap_is_int(call(s, OP, "GET", "/v1/tenants?limit=2&limit=3", NULL, NULL), 400,
+               "  and so does a parameter given twice");
     tap_is_int(call(s, OP, "GET", "/v1/tenants?limit=1000", NULL, &b), 200, "limit 1000 is fine");
     tap_contains(b, "\"next_cursor\":null", "and the last page says there is no more");
     free(b);
