@@ -348,14 +348,6 @@ static void wipe_body(struct api_call *call)
         explicit_bzero(call->body, call->body_len);
 }
 
-static bool exec_ok(PGconn *c, const char *sql)
-{
-    PGresult *r = PQexec(c, sql);
-    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-    PQclear(r);
-    return ok;
-}
-
 /* Routes the unrouted events of the account's app whose entry is one of its
  * ids (events of a shared app that arrived before the account). */
 static PGresult *backfill(PGconn *c, const char *tenant, const char *app, const char *ig_id,
@@ -442,10 +434,9 @@ static void create(struct api_call *call, PGconn *c, const struct account_in *in
                             sealed,
                             hint,
                             in->fields.data};
-    PGresult *b = NULL, *r = PQexec(c, "BEGIN");
-    if (PQresultStatus(r) != PGRES_COMMAND_OK)
-        goto fail;
-    PQclear(r);
+    PGresult *b = NULL, *r = NULL;
+    if (!api_begin(call, c))
+        goto out;
     /* The tenant and the app's scope are checked by the statement that
      * inserts, so that neither can change in between. */
     r = api_exec(c,
@@ -460,13 +451,13 @@ static void create(struct api_call *call, PGconn *c, const struct account_in *in
         goto fail;
     if (PQntuples(r) == 0) {
         PQclear(r);
-        exec_ok(c, "ROLLBACK");
+        api_rollback(c);
         explain_no_app(call, c, tenant, app);
         goto out;
     }
     if (!ids_free(call, c, app, PQgetvalue(r, 0, 1), in->ig_id.data, str_or_null(&in->page_id))) {
         PQclear(r);
-        exec_ok(c, "ROLLBACK");
+        api_rollback(c);
         goto out;
     }
     b = backfill(c, tenant, app, in->ig_id.data, str_or_null(&in->page_id));
@@ -476,13 +467,10 @@ static void create(struct api_call *call, PGconn *c, const struct account_in *in
         goto fail;
     }
     PQclear(b);
-    b = PQexec(c, "COMMIT");
-    if (PQresultStatus(b) != PGRES_COMMAND_OK) {
+    if (!api_commit(call, c)) {
         PQclear(r);
-        r = b;
-        goto fail;
+        goto out;
     }
-    PQclear(b);
     api_reply_row(call, 201, r);
     snprintf(call->location, sizeof(call->location), "/v1/accounts/%s", PQgetvalue(r, 0, 1));
     PQclear(r);
@@ -490,8 +478,7 @@ static void create(struct api_call *call, PGconn *c, const struct account_in *in
 fail:
     db_error(call, c, r);
     PQclear(r);
-    if (PQtransactionStatus(c) != PQTRANS_IDLE)
-        exec_ok(c, "ROLLBACK");
+    api_rollback(c);
 out:
     free(sealed);
 }
@@ -652,10 +639,9 @@ static void update(struct api_call *call, PGconn *c, const struct account_in *in
                             sealed,
                             sealed != NULL ? hint : NULL,
                             in->has_fields ? in->fields.data : NULL};
-    PGresult *b = NULL, *r = PQexec(c, "BEGIN");
-    if (PQresultStatus(r) != PGRES_COMMAND_OK)
-        goto fail;
-    PQclear(r);
+    PGresult *b = NULL, *r = NULL;
+    if (!api_begin(call, c))
+        goto out;
     r = api_exec(c,
                  "UPDATE accounts SET"
                  " username = CASE WHEN $3::bool THEN $4::text ELSE username END,"
@@ -672,14 +658,14 @@ static void update(struct api_call *call, PGconn *c, const struct account_in *in
         goto fail;
     if (PQntuples(r) == 0) {
         PQclear(r);
-        exec_ok(c, "ROLLBACK");
+        api_rollback(c);
         api_not_found(call, "no account with this id");
         goto out;
     }
     if (in->has_page_id && in->page_id.data != NULL) {
         if (!ids_free(call, c, PQgetvalue(r, 0, 2), id, row->ig_id, in->page_id.data)) {
             PQclear(r);
-            exec_ok(c, "ROLLBACK");
+            api_rollback(c);
             goto out;
         }
         b = backfill(c, PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 2), in->page_id.data, NULL);
@@ -690,21 +676,17 @@ static void update(struct api_call *call, PGconn *c, const struct account_in *in
         }
         PQclear(b);
     }
-    b = PQexec(c, "COMMIT");
-    if (PQresultStatus(b) != PGRES_COMMAND_OK) {
+    if (!api_commit(call, c)) {
         PQclear(r);
-        r = b;
-        goto fail;
+        goto out;
     }
-    PQclear(b);
     api_reply_row(call, 200, r);
     PQclear(r);
     goto out;
 fail:
     db_error(call, c, r);
     PQclear(r);
-    if (PQtransactionStatus(c) != PQTRANS_IDLE)
-        exec_ok(c, "ROLLBACK");
+    api_rollback(c);
 out:
     free(sealed);
 }

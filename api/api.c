@@ -536,6 +536,32 @@ void api_reply_row(struct api_call *call, int status, const PGresult *r)
     call->status = status;
 }
 
+static bool transaction_command(struct api_call *call, PGconn *c, const char *sql)
+{
+    PGresult *r = PQexec(c, sql);
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    if (!ok)
+        api_db_error(call, c, r, NULL); /* replaces any answer already set */
+    PQclear(r);
+    return ok;
+}
+
+bool api_begin(struct api_call *call, PGconn *c)
+{
+    return transaction_command(call, c, "BEGIN");
+}
+
+bool api_commit(struct api_call *call, PGconn *c)
+{
+    return transaction_command(call, c, "COMMIT");
+}
+
+void api_rollback(PGconn *c)
+{
+    if (PQtransactionStatus(c) != PQTRANS_IDLE)
+        PQclear(PQexec(c, "ROLLBACK"));
+}
+
 PGresult *api_exec(PGconn *c, const char *sql, int n, const char *const *params)
 {
     return PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);

@@ -151,6 +151,13 @@ void api_reply_list(struct api_call *call, const PGresult *r, int row_col, int l
 /* Sets status and the body to the single JSON text of row 0, column 0. */
 void api_reply_row(struct api_call *call, int status, const PGresult *r);
 
+/* Transactions: begin and commit set the error answer and return false when
+ * PostgreSQL refuses; rollback ends an open transaction, if any (after an
+ * error or a refusal of ours). */
+bool api_begin(struct api_call *call, PGconn *c);
+bool api_commit(struct api_call *call, PGconn *c);
+void api_rollback(PGconn *c);
+
 /* Runs a parameterised statement; text parameters (NULL for SQL NULL). */
 PGresult *api_exec(PGconn *c, const char *sql, int n, const char *const *params);
 

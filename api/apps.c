@@ -442,17 +442,11 @@ void apps_update(struct api_call *call, PGconn *c)
     char token_hint[16], secret_hint[16];
     char *token_sealed = NULL, *secret_sealed = NULL;
     struct buf *secret = in.has_secret ? &in.secret : in.has_add ? &in.add_secret : NULL;
-    bool in_tx = false;
     id_text(call->ids[0], id);
     const char *p2[] = {id, scope_of(call, scope)};
-    PGresult *r = PQexec(c, "BEGIN");
-    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-        api_db_error(call, c, r, NULL);
-        PQclear(r);
+    PGresult *r;
+    if (!api_begin(call, c))
         goto out;
-    }
-    PQclear(r);
-    in_tx = true;
 
     if (!step(call, c, SQL_LOCK, 2, p2, PGRES_TUPLES_OK, &r))
         goto out;
@@ -506,15 +500,9 @@ void apps_update(struct api_call *call, PGconn *c)
         goto out;
     api_reply_row(call, 200, r);
     PQclear(r);
-    r = PQexec(c, "COMMIT");
-    if (PQresultStatus(r) == PGRES_COMMAND_OK)
-        in_tx = false;
-    else
-        api_db_error(call, c, r, NULL); /* replaces the answer */
-    PQclear(r);
+    api_commit(call, c); /* on failure its error replaces the answer */
 out:
-    if (in_tx)
-        PQclear(PQexec(c, "ROLLBACK"));
+    api_rollback(c);
     free(token_sealed);
     free(secret_sealed);
     input_dispose(&in);

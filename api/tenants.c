@@ -154,32 +154,26 @@ void tenants_delete(struct api_call *call, PGconn *c)
     char id[24];
     snprintf(id, sizeof(id), "%" PRId64, call->ids[0]);
     const char *params[] = {id};
-    PGresult *r = PQexec(c, "BEGIN");
-    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-    for (size_t i = 0; ok && i < HB_ARRAY_SIZE(DELETE_STEPS); i++) {
+    if (!api_begin(call, c))
+        return;
+    for (size_t i = 0; i < HB_ARRAY_SIZE(DELETE_STEPS); i++) {
+        PGresult *r = api_exec(c, DELETE_STEPS[i], 1, params);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+            api_db_error(call, c, r, NULL);
+            PQclear(r);
+            api_rollback(c);
+            return;
+        }
+        bool none = i == HB_ARRAY_SIZE(DELETE_STEPS) - 1 && strcmp(PQcmdTuples(r), "0") == 0;
         PQclear(r);
-        r = api_exec(c, DELETE_STEPS[i], 1, params);
-        ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-        if (ok && i == HB_ARRAY_SIZE(DELETE_STEPS) - 1 && strcmp(PQcmdTuples(r), "0") == 0) {
-            PQclear(r);
-            r = PQexec(c, "ROLLBACK");
-            PQclear(r);
+        if (none) {
+            api_rollback(c);
             api_not_found(call, "no tenant with this id");
             return;
         }
     }
-    if (ok) {
-        PQclear(r);
-        r = PQexec(c, "COMMIT");
-        ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-    }
-    if (ok) {
+    if (api_commit(call, c))
         call->status = 204;
-    } else {
-        api_db_error(call, c, r, NULL);
-        PQclear(PQexec(c, "ROLLBACK"));
-    }
-    PQclear(r);
 }
 
 /* ---- keys ---- */
