@@ -342,12 +342,6 @@ static char *seal_token(const struct api_call *call, int64_t app_id, const char 
 }
 
 /* The body may hold an access token: nothing of it outlives the parse. */
-static void wipe_body(struct api_call *call)
-{
-    if (call->body != NULL)
-        explicit_bzero(call->body, call->body_len);
-}
-
 /* Routes the unrouted events of the account's app whose entry is one of its
  * ids (events of a shared app that arrived before the account). */
 static PGresult *backfill(PGconn *c, const char *tenant, const char *app, const char *ig_id,
@@ -487,14 +481,14 @@ void accounts_create(struct api_call *call, PGconn *c)
 {
     struct json_doc doc;
     if (!api_body_object(call, &doc)) {
-        wipe_body(call);
+        api_wipe_body(call);
         return;
     }
     struct account_in in;
     account_in_init(&in);
     bool ok = read_create(call, &doc, &in);
     json_doc_dispose(&doc);
-    wipe_body(call);
+    api_wipe_body(call);
     if (ok)
         create(call, c, &in);
     account_in_dispose(&in);
@@ -695,7 +689,7 @@ void accounts_update(struct api_call *call, PGconn *c)
 {
     struct json_doc doc;
     if (!api_body_object(call, &doc)) {
-        wipe_body(call);
+        api_wipe_body(call);
         return;
     }
     struct account_in in;
@@ -719,7 +713,7 @@ void accounts_update(struct api_call *call, PGconn *c)
         ok = false;
     }
     json_doc_dispose(&doc);
-    wipe_body(call);
+    api_wipe_body(call);
     if (ok)
         update(call, c, &in, &row);
     account_in_dispose(&in);

@@ -141,9 +141,7 @@ void api_call_dispose(struct api_call *call)
         free(call->params[i].value);
     }
     call->nparams = 0;
-    /* Bodies carry app secrets and access tokens in clear. */
-    if (call->body != NULL)
-        explicit_bzero(call->body, call->body_len);
+    api_wipe_body(call); /* bodies carry app secrets and access tokens in clear */
     free(call->body);
     call->body = NULL;
     explicit_bzero(call->token, sizeof(call->token));
@@ -268,6 +266,12 @@ bool api_authenticate(struct api_call *call, PGconn *c)
 }
 
 /* ---- bodies ---- */
+
+void api_wipe_body(struct api_call *call)
+{
+    if (call->body != NULL)
+        explicit_bzero(call->body, call->body_len);
+}
 
 bool api_body_object(struct api_call *call, struct json_doc *doc)
 {

@@ -118,6 +118,10 @@ void api_not_found(struct api_call *call, const char *what); /* "no tenant with 
  * violation (with conflict_msg), 500 otherwise (logged without parameters). */
 void api_db_error(struct api_call *call, PGconn *c, const PGresult *r, const char *conflict_msg);
 
+/* Zeroes the request body at once, as soon as a handler has read the
+ * secrets in it (the call also wipes it when disposed). */
+void api_wipe_body(struct api_call *call);
+
 /* Parses the body as a JSON object. false with a 400 set otherwise. */
 bool api_body_object(struct api_call *call, struct json_doc *doc);
 /* Rejects members of the body object not in allowed (NULL-terminated):

@@ -125,12 +125,6 @@ static void input_dispose(struct app_input *in)
 
 /* The request body holds the secrets in clear too; nothing reads it after
  * the handler, so it is wiped with them. */
-static void wipe_body(struct api_call *call)
-{
-    if (call->body != NULL)
-        explicit_bzero(call->body, call->body_len);
-}
-
 static bool valid_meta_app_id(const char *s, size_t n)
 {
     if (n == 0 || n > META_APP_ID_MAX)
@@ -339,12 +333,12 @@ void apps_create(struct api_call *call, PGconn *c)
     input_init(&in);
     struct json_doc doc;
     if (!api_body_object(call, &doc)) {
-        wipe_body(call);
+        api_wipe_body(call);
         return;
     }
     bool ok = read_create(call, &doc, &in);
     json_doc_dispose(&doc);
-    wipe_body(call);
+    api_wipe_body(call);
     if (!ok) {
         input_dispose(&in);
         return;
@@ -427,12 +421,12 @@ void apps_update(struct api_call *call, PGconn *c)
     input_init(&in);
     struct json_doc doc;
     if (!api_body_object(call, &doc)) {
-        wipe_body(call);
+        api_wipe_body(call);
         return;
     }
     bool ok = read_update(call, &doc, &in);
     json_doc_dispose(&doc);
-    wipe_body(call);
+    api_wipe_body(call);
     if (!ok) {
         input_dispose(&in);
         return;

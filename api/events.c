@@ -366,22 +366,31 @@ static bool account_lookup(struct api_call *call, PGconn *c, int64_t account,
     return ok;
 }
 
-void events_list(struct api_call *call, PGconn *c)
-{
+/* What every time-ordered list reads: the parameters allowed, limit, order,
+ * the received-time window and the cursor. false with a 400 set. */
+struct page {
     int limit;
     bool asc;
-    int64_t since = 0, until = 0, cur_us = 0, cur_id = 0, account = 0;
-    if (!api_params_only(call, EVENT_PARAMS, "field") || !api_limit(call, &limit) ||
-        !api_order_asc(call, &asc))
-        return;
-    int has_since = time_param(call, "since", &since);
-    if (has_since < 0)
-        return;
-    int has_until = time_param(call, "until", &until);
-    if (has_until < 0)
-        return;
-    int has_cursor = cursor_param(call, &cur_us, &cur_id);
-    if (has_cursor < 0)
+    int has_since, has_until, has_cursor;
+    int64_t since, until, cur_us, cur_id;
+};
+
+static bool read_page(struct api_call *call, const char *const *allowed, const char *repeatable,
+                      struct page *pg)
+{
+    memset(pg, 0, sizeof(*pg));
+    return api_params_only(call, allowed, repeatable) && api_limit(call, &pg->limit) &&
+           api_order_asc(call, &pg->asc) &&
+           (pg->has_since = time_param(call, "since", &pg->since)) >= 0 &&
+           (pg->has_until = time_param(call, "until", &pg->until)) >= 0 &&
+           (pg->has_cursor = cursor_param(call, &pg->cur_us, &pg->cur_id)) >= 0;
+}
+
+void events_list(struct api_call *call, PGconn *c)
+{
+    struct page pg;
+    int64_t account = 0;
+    if (!read_page(call, EVENT_PARAMS, "field", &pg))
         return;
     int has_account = id_param(call, "account", &account);
     if (has_account < 0)
@@ -481,11 +490,11 @@ void events_list(struct api_call *call, PGconn *c)
         q_param(&q, contains.data);
         q_sql(&q, "::jsonb");
     }
-    time_range(&q, has_since, since, has_until, until);
-    q_page(&q, has_cursor > 0, cur_us, cur_id, asc, lead, limit);
+    time_range(&q, pg.has_since, pg.since, pg.has_until, pg.until);
+    q_page(&q, pg.has_cursor > 0, pg.cur_us, pg.cur_id, pg.asc, lead, pg.limit);
     if (two_entries) {
         q_sql(&q, ") e ORDER BY ");
-        order_by(&q.sql, lead, asc);
+        order_by(&q.sql, lead, pg.asc);
         buf_printf(&q.sql, " LIMIT $%d", q.n); /* q_page's last: limit + 1 */
     }
 
@@ -493,7 +502,7 @@ void events_list(struct api_call *call, PGconn *c)
     if (PQresultStatus(r) != PGRES_TUPLES_OK)
         api_db_error(call, c, r, NULL);
     else
-        api_reply_list(call, r, 0, limit, 1, 2);
+        api_reply_list(call, r, 0, pg.limit, 1, 2);
     PQclear(r);
     buf_dispose(&q.sql);
     buf_dispose(&contains);
@@ -599,20 +608,9 @@ static int64_t text_int(const PGresult *r, int row, int col)
 
 void deliveries_list(struct api_call *call, PGconn *c)
 {
-    int limit;
-    bool asc;
-    int64_t since = 0, until = 0, cur_us = 0, cur_id = 0, app_id = 0;
-    if (!api_params_only(call, DELIVERY_PARAMS, NULL) || !api_limit(call, &limit) ||
-        !api_order_asc(call, &asc))
-        return;
-    int has_since = time_param(call, "since", &since);
-    if (has_since < 0)
-        return;
-    int has_until = time_param(call, "until", &until);
-    if (has_until < 0)
-        return;
-    int has_cursor = cursor_param(call, &cur_us, &cur_id);
-    if (has_cursor < 0)
+    struct page pg;
+    int64_t app_id = 0;
+    if (!read_page(call, DELIVERY_PARAMS, NULL, &pg))
         return;
     int has_app = id_param(call, "app_id", &app_id);
     if (has_app < 0)
@@ -637,14 +635,14 @@ void deliveries_list(struct api_call *call, PGconn *c)
         q_sql(&q, "status = ");
         q_param(&q, status);
     }
-    time_range(&q, has_since, since, has_until, until);
+    time_range(&q, pg.has_since, pg.since, pg.has_until, pg.until);
     const char *lead = has_app > 0 ? "app_id" : NULL;
-    q_page(&q, has_cursor > 0, cur_us, cur_id, asc, lead, limit);
+    q_page(&q, pg.has_cursor > 0, pg.cur_us, pg.cur_id, pg.asc, lead, pg.limit);
 
     struct buf order, sql;
     buf_init(&order);
     buf_init(&sql);
-    order_by(&order, lead, asc);
+    order_by(&order, lead, pg.asc);
     buf_printf(
         &sql,
         "SELECT j, body, ts::text AS cursor_ts, id::text AS cursor_id, total::text AS n FROM ("
@@ -665,7 +663,7 @@ void deliveries_list(struct api_call *call, PGconn *c)
         return;
     }
 
-    int n = PQntuples(r), shown = n < limit ? n : limit;
+    int n = PQntuples(r), shown = n < pg.limit ? n : pg.limit;
     bool more = n > 0 && text_int(r, 0, 4) > shown;
     buf_reset(&call->out);
     buf_puts(&call->out, "{\"data\":[");
