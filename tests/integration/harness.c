@@ -434,18 +434,29 @@ void h_setup_app(struct h_db *db, const char *tenant, const char *app_id, const 
     free(out);
 }
 
+/* A port below Linux's ephemeral range (32768-60999): a port the kernel
+ * hands out to outgoing connections (curl's, other tests') could be taken
+ * between this check and hubbub's bind. Where to start is spread by pid so
+ * that test files running side by side rarely try the same ports. */
 int h_free_port(void)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {0};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t alen = sizeof(a);
-    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &alen) != 0)
-        tap_bail("cannot find a free port: %s", strerror(errno));
-    close(fd);
-    return ntohs(a.sin_port);
+    static int next;
+    if (next == 0)
+        next = 20000 + (int)(((unsigned)getpid() * 2654435761u) % 12000u);
+    for (int tries = 0; tries < 12000; tries++) {
+        int port = next;
+        next = next + 1 >= 32000 ? 20000 : next + 1;
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {0};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        a.sin_port = htons((uint16_t)port);
+        int rc = bind(fd, (struct sockaddr *)&a, sizeof(a));
+        close(fd);
+        if (rc == 0)
+            return port;
+    }
+    tap_bail("cannot find a free port: %s", strerror(errno));
 }
 
 char *h_server_log(const struct h_server *s)
