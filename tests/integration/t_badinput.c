@@ -83,7 +83,6 @@ static void sb_reset(struct sb *b)
 static struct h_db db;
 static struct h_server srv;
 
-
 /* Sends body with a valid signature to path; content_type NULL sends no
  * Content-Type at all (curl would otherwise add its form default); extra is
  * one more header or NULL. */
@@ -767,7 +766,11 @@ static void slow_client(void)
            (long long)header_ms);
     tap_ok(others >= 5, "%d other deliveries were made while the slow client was sending", others);
     tap_is_int(others_ok, others, "every other client's signed POST got 200 meanwhile");
-    tap_ok(worst < 500, "other clients were answered promptly (slowest: %lld ms)",
+    /* Each POST above was made while the slow client sat mid-headers, from
+     * this one thread: had the server waited on the slow client, it would
+     * never have been answered. The bound only catches a stall; a tight one
+     * failed on a loaded 2-core machine (a timed test, which this is not). */
+    tap_ok(worst < 5000, "other clients were answered while it was mid-headers (slowest: %lld ms)",
            (long long)worst);
 
     struct pollfd p = {fd, POLLIN, 0};

@@ -695,9 +695,9 @@ static void test_reset_connections(struct h_db *db)
     int64_t t0 = h_now_ms();
     tap_is_int(h_server_stop(&s, SIGTERM), 0, "reset connections: SIGTERM still exits 0");
     int64_t took = h_now_ms() - t0;
-    tap_ok(took < 2000,
-           "  at once (%lld ms), not after the 5 s shutdown timeout: every reset "
-           "connection was closed",
+    tap_ok(took < 4000,
+           "  in %lld ms, well before the 5 s shutdown timeout: every reset connection "
+           "was closed",
            (long long)took);
 }
 
