@@ -160,3 +160,47 @@ const char *const *fields_all(size_t *count)
         *count = HB_ARRAY_SIZE(names);
     return names;
 }
+
+/* The Page edge's own names for our fields; NULL: not on the Page edge. Every
+ * other field keeps its name there. */
+static const struct {
+    const char *field;
+    const char *page_name;
+} page_names[] = {
+    {"comments", NULL},
+    {"live_comments", NULL},
+    {"mentions", NULL},
+    {"story_insights", NULL},
+    {"messaging_seen", "message_reads"},
+    {"messaging_referral", "messaging_referrals"},
+    {"messaging_handover", "messaging_handovers"},
+};
+
+const char *fields_edge_name(enum login_type lt, const char *field)
+{
+    if (!is_login_type(lt) || field == NULL)
+        return NULL;
+    for (size_t i = 0; i < HB_ARRAY_SIZE(names); i++) {
+        if (strcmp(field, names[i]) != 0)
+            continue;
+        if (lt == LOGIN_INSTAGRAM)
+            return names[i];
+        for (size_t j = 0; j < HB_ARRAY_SIZE(page_names); j++)
+            if (strcmp(field, page_names[j].field) == 0)
+                return page_names[j].page_name;
+        return names[i];
+    }
+    return NULL;
+}
+
+const char *fields_from_edge_name(enum login_type lt, const char *edge_name)
+{
+    if (edge_name == NULL)
+        return NULL;
+    for (size_t i = 0; i < HB_ARRAY_SIZE(names); i++) {
+        const char *e = fields_edge_name(lt, names[i]);
+        if (e != NULL && strcmp(e, edge_name) == 0)
+            return names[i];
+    }
+    return NULL;
+}

@@ -42,4 +42,24 @@ bool fields_needs_page(enum login_type lt);
  * (may be NULL) gets their number. The array is static. */
 const char *const *fields_all(size_t *count);
 
+/* The name the subscribed_apps edge of an account of login type lt uses for
+ * our field name field (PROTOCOL.md section 3), or NULL when field is not
+ * subscribed on that edge. Instagram Login's edge (the Instagram account's)
+ * uses our names. facebook_login and messenger_platform subscribe on the
+ * linked Page's edge, which uses Messenger's names: messaging_seen is
+ * message_reads, messaging_referral is messaging_referrals,
+ * messaging_handover is messaging_handovers; comments, live_comments,
+ * mentions and story_insights are not accepted there (they come through the
+ * app-level subscription), so they give NULL. Unknown fields and lt outside
+ * the enum give NULL. This is only the naming: whether lt may use field at
+ * all is fields_check()'s answer. The string is static. */
+const char *fields_edge_name(enum login_type lt, const char *field);
+
+/* The inverse: our name for a name the edge of lt reported (e.g. in GET
+ * subscribed_apps), or NULL when it is none of ours (e.g. "feed", or
+ * "messaging_seen" on the Page edge, which calls it "message_reads"). For
+ * every field f with fields_edge_name(lt, f) != NULL,
+ * fields_from_edge_name(lt, fields_edge_name(lt, f)) is f. Static string. */
+const char *fields_from_edge_name(enum login_type lt, const char *edge_name);
+
 #endif

@@ -254,6 +254,113 @@ static void test_login_types_parse_and_print(void **state)
     assert_int_equal(lt, LOGIN_FACEBOOK);
 }
 
+/* ---- names on the subscribed_apps edge ---- */
+
+/* PROTOCOL.md section 3: the Page edge (facebook_login, messenger_platform)
+ * speaks Messenger's names and does not take the Instagram-only fields. */
+static const struct {
+    const char *field;
+    const char *page_name; /* NULL: not on the Page edge */
+} PAGE_EDGE[] = {
+    {"comments", NULL},
+    {"live_comments", NULL},
+    {"mentions", NULL},
+    {"message_echoes", "message_echoes"},
+    {"message_reactions", "message_reactions"},
+    {"messages", "messages"},
+    {"messaging_handover", "messaging_handovers"},
+    {"messaging_optins", "messaging_optins"},
+    {"messaging_policy_enforcement", "messaging_policy_enforcement"},
+    {"messaging_postbacks", "messaging_postbacks"},
+    {"messaging_referral", "messaging_referrals"},
+    {"messaging_seen", "message_reads"},
+    {"response_feedback", "response_feedback"},
+    {"standby", "standby"},
+    {"story_insights", NULL},
+};
+
+static void test_instagram_edge_uses_our_names(void **state)
+{
+    (void)state;
+    size_t count = 0;
+    const char *const *all = fields_all(&count);
+    for (size_t i = 0; i < count; i++) {
+        const char *e = fields_edge_name(LOGIN_INSTAGRAM, all[i]);
+        assert_non_null(e);
+        assert_string_equal(e, all[i]);
+        const char *f = fields_from_edge_name(LOGIN_INSTAGRAM, all[i]);
+        assert_non_null(f);
+        assert_string_equal(f, all[i]);
+    }
+    /* The Page edge's spellings are not Instagram names. */
+    assert_null(fields_from_edge_name(LOGIN_INSTAGRAM, "message_reads"));
+    assert_null(fields_from_edge_name(LOGIN_INSTAGRAM, "messaging_referrals"));
+    assert_null(fields_from_edge_name(LOGIN_INSTAGRAM, "messaging_handovers"));
+}
+
+static void test_page_edge_uses_messenger_names(void **state)
+{
+    (void)state;
+    size_t count = 0;
+    fields_all(&count);
+    assert_int_equal(HB_ARRAY_SIZE(PAGE_EDGE), count);
+    const enum login_type page_lts[] = {LOGIN_FACEBOOK, LOGIN_MESSENGER};
+    for (size_t j = 0; j < HB_ARRAY_SIZE(page_lts); j++) {
+        for (size_t i = 0; i < HB_ARRAY_SIZE(PAGE_EDGE); i++) {
+            const char *e = fields_edge_name(page_lts[j], PAGE_EDGE[i].field);
+            if (PAGE_EDGE[i].page_name == NULL) {
+                if (e != NULL)
+                    fail_msg("%s is on the Page edge as %s", PAGE_EDGE[i].field, e);
+                continue;
+            }
+            if (e == NULL)
+                fail_msg("%s is missing from the Page edge", PAGE_EDGE[i].field);
+            assert_string_equal(e, PAGE_EDGE[i].page_name);
+            const char *f = fields_from_edge_name(page_lts[j], PAGE_EDGE[i].page_name);
+            assert_non_null(f);
+            assert_string_equal(f, PAGE_EDGE[i].field);
+        }
+    }
+}
+
+static void test_edge_names_read_back_to_ours(void **state)
+{
+    (void)state;
+    assert_string_equal(fields_from_edge_name(LOGIN_FACEBOOK, "message_reads"), "messaging_seen");
+    assert_string_equal(fields_from_edge_name(LOGIN_MESSENGER, "messaging_referrals"),
+                        "messaging_referral");
+    assert_string_equal(fields_from_edge_name(LOGIN_MESSENGER, "messaging_handovers"),
+                        "messaging_handover");
+    assert_string_equal(fields_from_edge_name(LOGIN_MESSENGER, "messages"), "messages");
+    /* Our spelling is not what the Page edge reports. */
+    assert_null(fields_from_edge_name(LOGIN_MESSENGER, "messaging_seen"));
+    assert_null(fields_from_edge_name(LOGIN_FACEBOOK, "messaging_referral"));
+    assert_null(fields_from_edge_name(LOGIN_FACEBOOK, "messaging_handover"));
+    /* Instagram-only fields and other Page fields are none of ours there. */
+    assert_null(fields_from_edge_name(LOGIN_FACEBOOK, "comments"));
+    assert_null(fields_from_edge_name(LOGIN_MESSENGER, "story_insights"));
+    assert_null(fields_from_edge_name(LOGIN_FACEBOOK, "feed"));
+    assert_null(fields_from_edge_name(LOGIN_MESSENGER, "message_edits"));
+    assert_null(fields_from_edge_name(LOGIN_INSTAGRAM, "feed"));
+    assert_null(fields_from_edge_name(LOGIN_INSTAGRAM, "Messages"));
+    assert_null(fields_from_edge_name(LOGIN_INSTAGRAM, ""));
+    assert_null(fields_from_edge_name(LOGIN_INSTAGRAM, NULL));
+}
+
+static void test_edge_names_refuse_unknown_input(void **state)
+{
+    (void)state;
+    const char *unknown[] = {"", "Comments", "message_reads", "messages ", "feed", "message_edit"};
+    for (size_t i = 0; i < HB_ARRAY_SIZE(unknown); i++)
+        for (size_t j = 0; j < 3; j++)
+            if (fields_edge_name(LTS[j], unknown[i]) != NULL)
+                fail_msg("\"%s\" has an edge name with %s", unknown[i], LT_NAMES[j]);
+    assert_null(fields_edge_name(LOGIN_INSTAGRAM, NULL));
+    assert_null(fields_edge_name((enum login_type)3, "messages"));
+    assert_null(fields_edge_name((enum login_type) - 1, "messages"));
+    assert_null(fields_from_edge_name((enum login_type)3, "messages"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -267,6 +374,10 @@ int main(void)
         cmocka_unit_test(test_out_of_range_login_type_is_refused),
         cmocka_unit_test(test_only_page_based_setups_need_a_page),
         cmocka_unit_test(test_login_types_parse_and_print),
+        cmocka_unit_test(test_instagram_edge_uses_our_names),
+        cmocka_unit_test(test_page_edge_uses_messenger_names),
+        cmocka_unit_test(test_edge_names_read_back_to_ours),
+        cmocka_unit_test(test_edge_names_refuse_unknown_input),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
