@@ -33,7 +33,8 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRC))
 INTEG_SRC := $(wildcard tests/integration/t_*.c)
 INTEG_BIN := $(patsubst tests/integration/%.c,$(BUILD)/tests/integration/%,$(INTEG_SRC))
-INTEG_LIB := $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out $(INTEG_SRC),$(wildcard tests/integration/*.c)))
+INTEG_LIB := $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out $(INTEG_SRC),$(wildcard tests/integration/*.c))) \
+	$(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/fake_graph/*.c))
 
 .PHONY: all run test test-bins asan fuzz bench lint clean deps
 .DEFAULT_GOAL := all

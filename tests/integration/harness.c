@@ -344,6 +344,10 @@ static void child_env(struct h_db *db, const char *const *env)
         setenv("DATABASE_URL", db->url, 1);
     setenv("HUBBUB_MASTER_KEY", h_master_key(), 1);
     setenv("HUBBUB_ADMIN_TOKEN", H_ADMIN_TOKEN, 1);
+    /* Meta is unreachable here: unless a test points the workers at its
+     * fake Graph API, their calls are refused at once (port 9, discard). */
+    setenv("HUBBUB_GRAPH_INSTAGRAM_URL", "http://127.0.0.1:9", 1);
+    setenv("HUBBUB_GRAPH_FACEBOOK_URL", "http://127.0.0.1:9", 1);
     for (const char *const *e = env; e != NULL && *e != NULL; e++)
         putenv(strdup(*e));
 }
