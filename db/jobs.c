@@ -1,0 +1,314 @@
+/*
+ * jobs.c - the durable job queue; see jobs.h.
+ *
+ * The claim is one statement: a CTE picks the oldest due job that no other
+ * transaction has locked (SKIP LOCKED), that has no unfinished predecessor
+ * with its serial key and whose account and app are not held, and the UPDATE
+ * around it marks it running under a new lease token. Because a retried job
+ * goes back to 'queued' rather than to the end of the queue, a later job of
+ * the same key stays behind it: a conversation's replies keep their order
+ * through failures.
+ */
+#include "db/jobs.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "db/pool.h"
+#include "lib/buf.h"
+#include "lib/hb.h"
+
+/* What keeps a due job waiting, besides its lease: an account waiting for a
+ * new token or paused, or an app paused by a rate limit. */
+#define NOT_HELD(j)                                                                                \
+    " NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = " j ".account_id"                          \
+    "  AND (a.sub_state = 'token_invalid' OR a.paused_until > now()))"                             \
+    " AND NOT EXISTS (SELECT 1 FROM apps p WHERE p.id = " j ".app_id AND p.paused_until > now())"
+
+static const char CLAIM_SQL[] =
+    "WITH c AS ("
+    " SELECT j.id FROM jobs j"
+    " WHERE j.state = 'queued' AND j.run_at <= now()"
+    "  AND NOT EXISTS (SELECT 1 FROM jobs e WHERE e.serial_key = j.serial_key"
+    "   AND e.state IN ('queued', 'running') AND e.id < j.id)"
+    "  AND" NOT_HELD(
+        "j") " ORDER BY j.run_at, j.id LIMIT 1 FOR UPDATE OF j SKIP LOCKED"
+             ")"
+             " UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_owner = $1,"
+             "  lease_token = nextval('jobs_lease_token'),"
+             "  lease_expires_at = now() + $2::bigint * interval '1 millisecond'"
+             " FROM c WHERE jobs.id = c.id"
+             " RETURNING jobs.id, jobs.kind, coalesce(jobs.tenant_id, -1), jobs.app_id,"
+             "  coalesce(jobs.account_id, -1), coalesce(jobs.message_id, -1), jobs.lease_token,"
+             "  jobs.attempts, (extract(epoch FROM jobs.created_at) * 1000000)::bigint,"
+             "  jobs.payload::text";
+
+static int64_t num(const PGresult *r, int row, int col)
+{
+    return strtoll(PQgetvalue(r, row, col), NULL, 10);
+}
+
+static PGresult *exec(PGconn *c, const char *sql, int n, const char *const *params)
+{
+    return PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
+}
+
+/* 0 for a command or tuples result, the mapped HB_E* otherwise. */
+static int check(PGconn *c, const PGresult *r)
+{
+    ExecStatusType st = PQresultStatus(r);
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+        return 0;
+    return db_result_rc(c, r);
+}
+
+static void fmt_id(char out[24], int64_t v)
+{
+    snprintf(out, 24, "%" PRId64, v);
+}
+
+int db_jobs_enqueue_send(PGconn *c, int64_t account_id, int64_t message_id,
+                         const char *recipient_id, int64_t *job_id)
+{
+    char acc[24], msg[24];
+    fmt_id(acc, account_id);
+    fmt_id(msg, message_id);
+    const char *params[] = {acc, msg, recipient_id};
+    PGresult *r =
+        exec(c,
+             "INSERT INTO jobs (kind, tenant_id, app_id, account_id, message_id, serial_key)"
+             " SELECT 'send', tenant_id, app_id, id, $2::bigint,"
+             "  'msg:' || id || ':' || $3::text"
+             " FROM accounts WHERE id = $1::bigint"
+             " RETURNING id, pg_notify('" DB_JOBS_CHANNEL "', '')",
+             3, params);
+    int rc = check(c, r);
+    if (rc == 0 && PQntuples(r) != 1)
+        rc = HB_ENOTFOUND;
+    if (rc == 0 && job_id != NULL)
+        *job_id = num(r, 0, 0);
+    PQclear(r);
+    return rc;
+}
+
+int db_jobs_enqueue_subscribe(PGconn *c, int64_t account_id)
+{
+    char acc[24];
+    fmt_id(acc, account_id);
+    const char *params[] = {acc};
+    /* A queued job is made due now with its attempts reset; otherwise a new
+     * one is queued (a running one finishes with what it read, and the new
+     * one runs after it, reading the account afresh). */
+    PGresult *r = exec(c,
+                       "WITH q AS ("
+                       " UPDATE jobs SET run_at = now(), attempts = 0"
+                       " WHERE account_id = $1::bigint AND kind = 'subscribe' AND state = 'queued'"
+                       " RETURNING id"
+                       "), i AS ("
+                       " INSERT INTO jobs (kind, tenant_id, app_id, account_id, serial_key)"
+                       " SELECT 'subscribe', tenant_id, app_id, id, 'sub:' || id"
+                       " FROM accounts WHERE id = $1::bigint AND NOT EXISTS (SELECT 1 FROM q)"
+                       " RETURNING id"
+                       ")"
+                       " SELECT pg_notify('" DB_JOBS_CHANNEL "', ''),"
+                       "  (SELECT count(*) FROM q) + (SELECT count(*) FROM i)",
+                       1, params);
+    int rc = check(c, r);
+    PQclear(r);
+    return rc;
+}
+
+int db_jobs_enqueue_unsubscribe(PGconn *c, int64_t account_id)
+{
+    char acc[24];
+    fmt_id(acc, account_id);
+    const char *params[] = {acc};
+    /* Everything the DELETE needs, since the account and maybe the app are
+     * gone when it runs. The sealed token keeps its context (app id and ig
+     * id, both in the payload), so it opens only for this account. The
+     * serial key is the account's, so it runs after a pending subscribe. */
+    PGresult *r =
+        exec(c,
+             "INSERT INTO jobs (kind, tenant_id, app_id, serial_key, payload)"
+             " SELECT 'unsubscribe', a.tenant_id, a.app_id, 'sub:' || a.id,"
+             "  jsonb_build_object('account_id', a.id, 'ig_id', a.ig_id, 'page_id', a.page_id,"
+             "   'login_type', a.login_type, 'access_token_sealed', a.access_token_sealed,"
+             "   'graph_api_version', p.graph_api_version, 'meta_app_id', p.meta_app_id)"
+             " FROM accounts a JOIN apps p ON p.id = a.app_id WHERE a.id = $1::bigint"
+             " RETURNING pg_notify('" DB_JOBS_CHANNEL "', '')",
+             1, params);
+    int rc = check(c, r);
+    PQclear(r);
+    return rc;
+}
+
+int db_jobs_enqueue_checks(PGconn *c, int64_t older_than_ms, int *queued)
+{
+    char ms[24];
+    fmt_id(ms, older_than_ms);
+    const char *params[] = {ms};
+    /* pg_try_advisory_xact_lock: when another process is doing it, skip. */
+    PGresult *r =
+        exec(c,
+             "WITH i AS ("
+             " INSERT INTO jobs (kind, tenant_id, app_id, account_id, serial_key)"
+             " SELECT 'subscribe', a.tenant_id, a.app_id, a.id, 'sub:' || a.id FROM accounts a"
+             " WHERE pg_try_advisory_xact_lock(1751343728, 0) AND a.sub_state = 'active'"
+             "  AND (a.sub_checked_at IS NULL"
+             "   OR a.sub_checked_at < now() - $1::bigint * interval '1 millisecond')"
+             "  AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.serial_key = 'sub:' || a.id"
+             "   AND j.state IN ('queued', 'running'))"
+             " RETURNING 1"
+             ")"
+             " SELECT count(*), CASE WHEN count(*) > 0"
+             "  THEN pg_notify('" DB_JOBS_CHANNEL "', '') END FROM i",
+             1, params);
+    int rc = check(c, r);
+    if (rc == 0 && queued != NULL)
+        *queued = (int)num(r, 0, 0);
+    PQclear(r);
+    return rc;
+}
+
+void db_job_dispose(struct job *j)
+{
+    free(j->payload);
+    j->payload = NULL;
+}
+
+int db_jobs_claim(PGconn *c, const char *owner, int64_t lease_ms, struct job *out)
+{
+    char lease[24];
+    fmt_id(lease, lease_ms);
+    const char *params[] = {owner, lease};
+    PGresult *r = exec(c, CLAIM_SQL, 2, params);
+    int rc = check(c, r);
+    if (rc != 0 || PQntuples(r) == 0)
+        goto out;
+    memset(out, 0, sizeof(*out));
+    out->id = num(r, 0, 0);
+    snprintf(out->kind, sizeof(out->kind), "%s", PQgetvalue(r, 0, 1));
+    out->tenant_id = num(r, 0, 2);
+    out->app_id = num(r, 0, 3);
+    out->account_id = num(r, 0, 4);
+    out->message_id = num(r, 0, 5);
+    out->lease_token = num(r, 0, 6);
+    out->attempts = (int)num(r, 0, 7);
+    out->created_at_us = num(r, 0, 8);
+    out->payload = xstrdup(PQgetvalue(r, 0, 9));
+    rc = 1;
+out:
+    PQclear(r);
+    return rc;
+}
+
+int db_jobs_rescue(PGconn *c, int *rescued)
+{
+    PGresult *r =
+        PQexec(c, "WITH r AS ("
+                  " UPDATE jobs SET state = 'queued', run_at = now(), lease_expires_at = NULL,"
+                  "  last_error = jsonb_build_object('class', 'lease_expired', 'message',"
+                  "   'the worker running this job stopped before finishing it')"
+                  " WHERE state = 'running' AND lease_expires_at < now() RETURNING 1"
+                  ")"
+                  " SELECT count(*), CASE WHEN count(*) > 0 THEN pg_notify('" DB_JOBS_CHANNEL
+                  "', '') END FROM r");
+    int rc = check(c, r);
+    if (rc == 0 && rescued != NULL)
+        *rescued = (int)num(r, 0, 0);
+    PQclear(r);
+    return rc;
+}
+
+/* Runs a fenced update of job j ($1 id, $2 lease token, then extra) that
+ * returns the job's serial key. When wake is set and a job of the same key is
+ * queued behind this one, NOTIFY: it may be claimable now, by any process. */
+static int fenced(PGconn *c, const struct job *j, const char *update, bool wake, int nextra,
+                  const char *const *extra)
+{
+    char id[24], token[24];
+    fmt_id(id, j->id);
+    fmt_id(token, j->lease_token);
+    const char *params[6] = {id, token};
+    for (int i = 0; i < nextra; i++)
+        params[2 + i] = extra[i];
+    struct buf sql;
+    buf_init(&sql);
+    buf_printf(&sql, "WITH u AS (%s RETURNING serial_key) SELECT (SELECT count(*) FROM u)%s",
+               update,
+               wake ? ", (SELECT pg_notify('" DB_JOBS_CHANNEL "', '') FROM u WHERE EXISTS"
+                      " (SELECT 1 FROM jobs n WHERE n.serial_key = u.serial_key"
+                      "  AND n.state = 'queued'))"
+                    : "");
+    PGresult *r = exec(c, sql.data, 2 + nextra, params);
+    buf_dispose(&sql);
+    int rc = check(c, r);
+    if (rc == 0)
+        rc = num(r, 0, 0) == 1 ? 1 : 0;
+    PQclear(r);
+    return rc;
+}
+
+#define FENCE " WHERE id = $1::bigint AND lease_token = $2::bigint AND state = 'running'"
+/* lease_owner stays: it tells who ran the job last. */
+#define RELEASE " lease_expires_at = NULL"
+
+int db_jobs_succeed(PGconn *c, const struct job *j)
+{
+    return fenced(
+        c, j,
+        "UPDATE jobs SET state = 'succeeded', finished_at = now(), last_error = NULL," RELEASE
+            FENCE,
+        true, 0, NULL);
+}
+
+int db_jobs_retry(PGconn *c, const struct job *j, int64_t delay_ms, bool count_attempt,
+                  const char *error_json)
+{
+    char delay[24];
+    fmt_id(delay, delay_ms);
+    const char *extra[] = {delay, count_attempt ? "t" : "f", error_json};
+    return fenced(c, j,
+                  "UPDATE jobs SET state = 'queued',"
+                  " run_at = now() + $3::bigint * interval '1 millisecond',"
+                  " attempts = attempts - CASE WHEN $4::boolean THEN 0 ELSE 1 END,"
+                  " last_error = $5::jsonb," RELEASE FENCE,
+                  false, 3, extra);
+}
+
+int db_jobs_finish(PGconn *c, const struct job *j, const char *final_state, const char *error_json)
+{
+    const char *extra[] = {final_state, error_json};
+    return fenced(
+        c, j,
+        "UPDATE jobs SET state = $3::text, finished_at = now(), last_error = $4::jsonb," RELEASE
+            FENCE,
+        true, 2, extra);
+}
+
+int db_jobs_next_due_ms(PGconn *c, int64_t *ms)
+{
+    /* The earliest future time a queued job could be claimed, counting
+     * pauses. Jobs due now but not claimable wait for what blocks them: an
+     * earlier job of their key (its end NOTIFYs) or a new token (NOTIFYs). */
+    PGresult *r = PQexec(
+        c, "SELECT (extract(epoch FROM min(greatest(j.run_at, a.paused_until, p.paused_until))"
+           " - now()) * 1000)::bigint"
+           " FROM jobs j LEFT JOIN accounts a ON a.id = j.account_id"
+           " LEFT JOIN apps p ON p.id = j.app_id"
+           " WHERE j.state = 'queued' AND (a.id IS NULL OR a.sub_state <> 'token_invalid')"
+           "  AND greatest(j.run_at, a.paused_until, p.paused_until) > now()");
+    int rc = check(c, r);
+    if (rc == 0) {
+        if (PQgetisnull(r, 0, 0)) {
+            *ms = -1;
+        } else {
+            int64_t v = num(r, 0, 0);
+            *ms = v < 0 ? 0 : v;
+        }
+    }
+    PQclear(r);
+    return rc;
+}

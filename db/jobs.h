@@ -1,0 +1,84 @@
+/*
+ * jobs.h - the durable job queue in PostgreSQL (migrations/0003_jobs.sql).
+ *
+ * Producers (the admin API) queue jobs inside their own transaction, so a job
+ * exists exactly when the change that asked for it committed; the insert also
+ * NOTIFYs channel "hubbub_jobs", which PostgreSQL delivers at commit.
+ *
+ * Workers claim due jobs with FOR UPDATE SKIP LOCKED, which gives each job a
+ * lease: an owner, an expiry and a fresh lease_token. Every later update of
+ * the job is fenced by that token, so a worker that lost its lease (it hung
+ * past the expiry and another process rescued the job) cannot overwrite the
+ * outcome. A job is not claimed while an earlier job with the same serial key
+ * is unfinished, while its account waits for a new token (sub_state
+ * token_invalid), or while its account or app is paused by a rate limit.
+ *
+ * All functions block on libpq: call them from worker threads only.
+ */
+#ifndef HB_DB_JOBS_H
+#define HB_DB_JOBS_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define DB_JOBS_CHANNEL "hubbub_jobs"
+
+/* ---- producers (inside the caller's transaction) ---- */
+
+/* Queues the send of message message_id of account_id to recipient_id. */
+int db_jobs_enqueue_send(PGconn *c, int64_t account_id, int64_t message_id,
+                         const char *recipient_id, int64_t *job_id);
+/* Queues a subscribe job for the account: it reads the edge, writes what is
+ * missing and confirms. When one is already queued it is made due now and
+ * its attempts reset instead: the job reads the account when it runs. */
+int db_jobs_enqueue_subscribe(PGconn *c, int64_t account_id);
+/* Queues the DELETE of the account's subscription; call before deleting the
+ * account row. The job carries the ids, version and sealed token it needs. */
+int db_jobs_enqueue_unsubscribe(PGconn *c, int64_t account_id);
+/* Queues subscribe jobs for active accounts last checked before
+ * older_than_ms ago that have none queued or running (drift check). Several
+ * processes may call it at once: an advisory lock makes one of them do it.
+ * *queued gets the number of jobs queued. */
+int db_jobs_enqueue_checks(PGconn *c, int64_t older_than_ms, int *queued);
+
+/* ---- workers ---- */
+
+struct job {
+    int64_t id;
+    char kind[16];     /* "subscribe", "unsubscribe", "send" */
+    int64_t tenant_id; /* -1 for none */
+    int64_t app_id;
+    int64_t account_id; /* -1 for none */
+    int64_t message_id; /* -1 for none */
+    int64_t lease_token;
+    int attempts;          /* including this one */
+    int64_t created_at_us; /* Unix microseconds */
+    char *payload;         /* JSON text; owned */
+};
+
+void db_job_dispose(struct job *j);
+
+/* Claims at most one due job for owner with a lease of lease_ms. 1 and *out
+ * filled, 0 when nothing is due, or a negative HB_E*. */
+int db_jobs_claim(PGconn *c, const char *owner, int64_t lease_ms, struct job *out);
+
+/* Puts running jobs whose lease expired back in the queue. *rescued gets
+ * their number. */
+int db_jobs_rescue(PGconn *c, int *rescued);
+
+/* Outcomes, fenced by the lease token. error_json is a JSON object or NULL.
+ * Each returns 1 when the job was updated, 0 when the lease was lost. */
+int db_jobs_succeed(PGconn *c, const struct job *j);
+/* Queued again after delay_ms; when count_attempt is false the attempt is
+ * given back (a rate-limit pause is not the job's failure). */
+int db_jobs_retry(PGconn *c, const struct job *j, int64_t delay_ms, bool count_attempt,
+                  const char *error_json);
+/* final_state: "failed" (a permanent error) or "dead" (out of attempts). */
+int db_jobs_finish(PGconn *c, const struct job *j, const char *final_state, const char *error_json);
+
+/* *ms gets the milliseconds until the next queued job becomes due, or -1
+ * when none will by time alone; lets an idle worker sleep just long enough. */
+int db_jobs_next_due_ms(PGconn *c, int64_t *ms);
+
+#endif
