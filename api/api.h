@@ -57,6 +57,11 @@ struct api_call {
     size_t token_len;
     struct api_caller caller;
     const struct secretbox *keys;
+    /* The Idempotency-Key header, NUL-terminated. has_idempotency_key with
+     * an empty key means one was sent but empty, over 255 bytes or twice:
+     * the routes that read it answer 400. Other routes ignore it. */
+    char idempotency_key[256];
+    bool has_idempotency_key;
 
     /* Output. status 0 means the handler set nothing: a 500. */
     int status;

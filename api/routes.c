@@ -6,6 +6,7 @@
 #include "api/api.h"
 #include "api/apps.h"
 #include "api/events.h"
+#include "api/messages.h"
 #include "api/tenants.h"
 #include "lib/hb.h"
 
@@ -32,6 +33,9 @@ static const struct api_route ROUTES[] = {
     {"PATCH", "/v1/accounts/{id}", API_ANY, accounts_update},
     {"DELETE", "/v1/accounts/{id}", API_ANY, accounts_delete},
     {"PUT", "/v1/accounts/{id}/subscribed_fields", API_ANY, accounts_put_fields},
+    {"GET", "/v1/accounts/{id}/messages", API_ANY, messages_list},
+    {"POST", "/v1/accounts/{id}/messages", API_ANY, messages_create},
+    {"GET", "/v1/messages/{id}", API_ANY, messages_get},
 
     {"GET", "/v1/events", API_ANY, events_list},
     {"GET", "/v1/events/{id}", API_ANY, events_get},

@@ -181,6 +181,23 @@ static void finish_job(uv_work_t *w, int status)
 
 /* ---- the handler ---- */
 
+/* Copies the Idempotency-Key header; one that cannot be used as sent (empty,
+ * too long, repeated) is left empty for the handler to refuse. */
+static void copy_idempotency_key(h2o_req_t *req, struct api_call *call)
+{
+    static const char name[] = "idempotency-key";
+    ssize_t i = h2o_find_header_by_str(&req->headers, name, sizeof(name) - 1, -1);
+    if (i < 0)
+        return;
+    call->has_idempotency_key = true;
+    const h2o_iovec_t *v = &req->headers.entries[i].value;
+    if (v->len == 0 || v->len >= sizeof(call->idempotency_key) ||
+        h2o_find_header_by_str(&req->headers, name, sizeof(name) - 1, i) >= 0)
+        return;
+    memcpy(call->idempotency_key, v->base, v->len);
+    call->idempotency_key[v->len] = '\0';
+}
+
 static bool is_json_type(const h2o_iovec_t *ct)
 {
     static const char want[] = "application/json";
@@ -292,6 +309,7 @@ int admin_handle(void *ctx, h2o_req_t *req)
     call->caller.key_id = -1;
     memcpy(call->token, token, token_len);
     call->token_len = token_len;
+    copy_idempotency_key(req, call);
     if (req->query_at != SIZE_MAX) {
         int rc = api_parse_query(call, req->path.base + req->query_at + 1,
                                  req->path.len - req->query_at - 1);

@@ -71,15 +71,15 @@ struct row {
     const char *method;
     const char *pattern;
     const char *path; /* printf format; %lld is the object of A named by arg */
-    char arg;         /* 't' tenant, 'k' key (with tenant), 'p' app, 'a' account, 'e' event, 0 */
+    char arg; /* 't' tenant, 'k' key (+tenant), 'p' app, 'a' account, 'e' event, 'm' message */
     const char *body;
     long want; /* what B gets */
     /* for lists: none of these may appear in B's answer */
     const char *const *absent;
 };
 
-static const char *const A_MARKERS[] = {APP_A,      IG_A,     IG_A_SHARED, "A-OWNED",
-                                        "A-SHARED", "NOBODY", "tenant-a",  NULL};
+static const char *const A_MARKERS[] = {APP_A,    IG_A,       IG_A_SHARED, "A-OWNED", "A-SHARED",
+                                        "NOBODY", "tenant-a", "A-MESSAGE", NULL};
 
 int main(void)
 {
@@ -141,6 +141,19 @@ int main(void)
     long long ev_a =
         h_db_int(&db, "SELECT id FROM events WHERE payload->'value'->>'id' = 'A-OWNED'");
 
+    /* A reply of A's, queued (its send is not what this test is about). */
+    long long msg_a = 0;
+    {
+        char mpath[64], *mb = NULL;
+        snprintf(mpath, sizeof(mpath), "/v1/accounts/%lld/messages", acc_a);
+        long st =
+            call(key_a, "POST", mpath, "{\"recipient_id\":\"1\",\"text\":\"A-MESSAGE\"}", &mb);
+        if (st != 202)
+            tap_bail("POST %s: %ld %s", mpath, st, mb);
+        msg_a = h_json_num(mb, "id");
+        free(mb);
+    }
+
     /* ---- the matrix ---- */
     char acc_body[512];
     snprintf(acc_body, sizeof(acc_body),
@@ -177,6 +190,10 @@ int main(void)
         {"DELETE", "/v1/accounts/{id}", "/v1/accounts/%lld", 'a', NULL, 404, NULL},
         {"PUT", "/v1/accounts/{id}/subscribed_fields", "/v1/accounts/%lld/subscribed_fields", 'a',
          "{\"subscribed_fields\":[]}", 404, NULL},
+        {"GET", "/v1/accounts/{id}/messages", "/v1/accounts/%lld/messages", 'a', NULL, 404, NULL},
+        {"POST", "/v1/accounts/{id}/messages", "/v1/accounts/%lld/messages", 'a',
+         "{\"recipient_id\":\"1\",\"text\":\"pwned\"}", 404, NULL},
+        {"GET", "/v1/messages/{id}", "/v1/messages/%lld", 'm', NULL, 404, NULL},
         {"GET", "/v1/events", "/v1/events?limit=1000", 0, NULL, 200, A_MARKERS},
         {"GET", "/v1/events/{id}", "/v1/events/%lld", 'e', NULL, 404, NULL},
         {"GET", "/v1/deliveries", "/v1/deliveries", 0, NULL, 404, NULL},
@@ -200,6 +217,7 @@ int main(void)
                        : r->arg == 'p' ? app_a
                        : r->arg == 'a' ? acc_a
                        : r->arg == 'e' ? ev_a
+                       : r->arg == 'm' ? msg_a
                                        : 0;
         if (r->arg == 'k')
             snprintf(path, sizeof(path), r->path, id, key_id_a);
@@ -264,6 +282,12 @@ int main(void)
     free(b);
     snprintf(path, sizeof(path), "/v1/events/%lld", ev_a);
     tap_is_int(call(key_a, "GET", path, NULL, NULL), 200, "A's event is still there");
+    snprintf(path, sizeof(path), "/v1/messages/%lld", msg_a);
+    tap_is_int(call(key_a, "GET", path, NULL, &b), 200, "A's message is still there");
+    tap_contains(b, "A-MESSAGE", "  unchanged");
+    free(b);
+    tap_is_int(h_db_int(&db, "SELECT count(*) FROM messages WHERE request::text LIKE '%%pwned%%'"),
+               0, "B queued no message on A's account");
     tap_is_int(call(key_a, "GET", "/v1/apps", NULL, NULL), 200, "A's key still works");
     snprintf(path, sizeof(path), "/v1/tenants/%lld", tenant_a);
     tap_is_int(call(OP, "GET", path, NULL, &b), 200, "tenant A is still there");
