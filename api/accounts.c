@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "api/fields.h"
+#include "db/jobs.h"
 #include "lib/hb.h"
 
 #define ACCOUNT_JSON                                                                               \
@@ -332,6 +333,20 @@ static void db_error(struct api_call *call, PGconn *c, const PGresult *r)
 }
 
 /* Seals the token for the account's (app, ig_id); caller frees. */
+/* Queues the job that brings Meta's subscription in line with the account
+ * (db/jobs.h), in the caller's transaction. false with the answer set. */
+static bool queue_subscribe(struct api_call *call, PGconn *c, const char *account_id)
+{
+    int rc = db_jobs_enqueue_subscribe(c, strtoll(account_id, NULL, 10));
+    if (rc == 0)
+        return true;
+    if (rc == HB_EUNAVAILABLE)
+        api_error(call, 503, "unavailable", "the database is unavailable; try again");
+    else
+        api_error(call, 500, "internal", "the subscription job could not be queued");
+    return false;
+}
+
 static char *seal_token(const struct api_call *call, int64_t app_id, const char *ig_id,
                         const struct buf *token, char hint[16])
 {
@@ -461,6 +476,11 @@ static void create(struct api_call *call, PGconn *c, const struct account_in *in
         goto fail;
     }
     PQclear(b);
+    if (!queue_subscribe(call, c, PQgetvalue(r, 0, 1))) {
+        PQclear(r);
+        api_rollback(c);
+        goto out;
+    }
     if (!api_commit(call, c)) {
         PQclear(r);
         goto out;
@@ -563,15 +583,42 @@ void accounts_delete(struct api_call *call, PGconn *c)
     char id[24], sc[24];
     snprintf(id, sizeof(id), "%" PRId64, call->ids[0]);
     const char *params[] = {id, scope(call, sc)};
-    /* The account's events stay: they are the tenant's history. */
-    PGresult *r = api_exec(c, "DELETE FROM accounts WHERE id = $1 AND " SCOPE(2), 2, params);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK)
-        api_db_error(call, c, r, NULL);
-    else if (strcmp(PQcmdTuples(r), "0") == 0)
+    if (!api_begin(call, c))
+        return;
+    /* Locks the row, so the unsubscribe job reads what is deleted. */
+    PGresult *r =
+        api_exec(c, "SELECT id FROM accounts WHERE id = $1 AND " SCOPE(2) " FOR UPDATE", 2, params);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        goto fail;
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        api_rollback(c);
         api_not_found(call, "no account with this id");
-    else
-        call->status = 204;
+        return;
+    }
     PQclear(r);
+    int rc = db_jobs_enqueue_unsubscribe(c, call->ids[0]);
+    if (rc != 0) {
+        api_rollback(c);
+        if (rc == HB_EUNAVAILABLE)
+            api_error(call, 503, "unavailable", "the database is unavailable; try again");
+        else
+            api_error(call, 500, "internal", "the unsubscribe job could not be queued");
+        return;
+    }
+    /* The account's events stay: they are the tenant's history. Its queued
+     * jobs and replies go with it (ON DELETE CASCADE). */
+    r = api_exec(c, "DELETE FROM accounts WHERE id = $1 AND " SCOPE(2), 2, params);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        goto fail;
+    PQclear(r);
+    if (api_commit(call, c))
+        call->status = 204;
+    return;
+fail:
+    api_db_error(call, c, r, NULL);
+    PQclear(r);
+    api_rollback(c);
 }
 
 /* ---- changing ---- */
@@ -670,6 +717,12 @@ static void update(struct api_call *call, PGconn *c, const struct account_in *in
         }
         PQclear(b);
     }
+    /* A new token, other fields or another Page: Meta's side must follow. */
+    if ((in->has_token || in->has_fields || in->has_page_id) && !queue_subscribe(call, c, id)) {
+        PQclear(r);
+        api_rollback(c);
+        goto out;
+    }
     if (!api_commit(call, c)) {
         PQclear(r);
         goto out;
@@ -735,18 +788,27 @@ void accounts_put_fields(struct api_call *call, PGconn *c)
         char id[24], sc[24];
         snprintf(id, sizeof(id), "%" PRId64, call->ids[0]);
         const char *params[] = {id, scope(call, sc), in.fields.data};
-        PGresult *r = api_exec(c,
-                               "UPDATE accounts SET subscribed_fields = $3::text[],"
-                               " sub_state = 'pending', updated_at = now()"
-                               " WHERE id = $1 AND " SCOPE(2) " RETURNING " ACCOUNT_JSON,
-                               3, params);
-        if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        PGresult *r = NULL;
+        if (!api_begin(call, c))
+            goto done;
+        r = api_exec(c,
+                     "UPDATE accounts SET subscribed_fields = $3::text[],"
+                     " sub_state = 'pending', updated_at = now()"
+                     " WHERE id = $1 AND " SCOPE(2) " RETURNING " ACCOUNT_JSON,
+                     3, params);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK) {
             api_db_error(call, c, r, NULL);
-        else if (PQntuples(r) == 0)
+            api_rollback(c);
+        } else if (PQntuples(r) == 0) {
+            api_rollback(c);
             api_not_found(call, "no account with this id");
-        else
+        } else if (!queue_subscribe(call, c, id)) {
+            api_rollback(c);
+        } else if (api_commit(call, c)) {
             api_reply_row(call, 200, r);
+        }
         PQclear(r);
     }
+done:
     account_in_dispose(&in);
 }

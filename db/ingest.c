@@ -58,7 +58,14 @@ static const char INGEST_SQL[] =
     "  AS u(app_id, tenant_id, delivery_id, object, field, entry_id, entry_time, received_at,"
     "  dedup_key, payload)"
     " ON CONFLICT (app_id, dedup_key) DO NOTHING"
-    " RETURNING delivery_id"
+    " RETURNING id, delivery_id, tenant_id,"
+    "  CASE WHEN field = 'message_echoes' THEN payload->'message'->>'mid' END AS echo_mid"
+    "), m AS ("
+    /* The echo of a reply we sent links to its outbox row (when the Send
+     * API answered first; else the worker links it when it stores the id). */
+    " UPDATE messages SET echo_event_id = e.id FROM e"
+    " WHERE e.echo_mid IS NOT NULL AND messages.meta_message_id = e.echo_mid"
+    "  AND messages.tenant_id = e.tenant_id AND messages.echo_event_id IS NULL"
     ")"
     " SELECT delivery_id, count(*) FROM e GROUP BY delivery_id";
 

@@ -44,6 +44,20 @@ struct config {
     char *mtls_cn;
     char *mtls_proxy_header;
     char *mtls_trusted_proxies;
+    int workers; /* job worker threads; 0: none */
+    char *graph_instagram_url;
+    char *graph_facebook_url;
+    int64_t graph_connect_timeout_ms;
+    int64_t graph_timeout_ms;
+    int64_t job_lease_ms;
+    int64_t job_poll_interval_ms;
+    int job_max_attempts;
+    int64_t job_max_age_ms;
+    int64_t job_backoff_ms;
+    int64_t job_backoff_max_ms;
+    int64_t graph_rate_pause_ms;
+    int64_t graph_max_pause_ms;
+    int64_t subscription_check_interval_ms;
 };
 
 enum config_type {

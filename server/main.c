@@ -18,6 +18,7 @@
 #include <string.h>
 #include <termios.h>
 #include <unistd.h>
+#include <curl/curl.h>
 #include <uv.h>
 
 #include "db/apps.h"
@@ -37,6 +38,7 @@
 #include "server/tls.h"
 #include "server/uvwrite.h"
 #include "server/webhook.h"
+#include "server/worker.h"
 
 #define EXIT_USAGE 2
 #define SECRET_MAX 512
@@ -69,6 +71,7 @@ static void die(const char *msg, const char *detail)
 struct serve_state {
     struct server srv;
     uv_async_t ingest_async;
+    struct worker_pool *workers; /* NULL with HUBBUB_WORKERS=0 */
     uv_signal_t sigint, sigterm, sighup;
     uv_timer_t drain_timer;
     int tls_listener, tls_admin_listener; /* -1: none */
@@ -124,6 +127,8 @@ static void on_signal(uv_signal_t *sig, int signum)
     st->phase = 1;
     st->srv.stopping = true;
     st->drain_started = uv_now(st->srv.loop);
+    if (st->workers != NULL)
+        worker_pool_quiesce(st->workers); /* running jobs finish; no new ones start */
     http_stop_accepting(st->srv.http);
     uv_timer_start(&st->drain_timer, on_drain_tick, 0, 10);
 }
@@ -255,6 +260,9 @@ static int cmd_serve(const struct config *cfg)
                                     cfg->ingest_batch_max, cfg->ingest_queue_limit,
                                     cfg->db_retry_max_ms,  cfg->ingest_statement_timeout_ms};
     srv->ingest = db_ingest_new(&icfg, on_ingest_notify, &st.ingest_async);
+    curl_global_init(CURL_GLOBAL_DEFAULT); /* before any thread uses libcurl */
+    if (cfg->workers > 0)
+        st.workers = worker_pool_start(cfg, &keys);
 
     srv->http = http_new(&loop, cfg->body_limit);
     http_route(srv->http, "/healthz", true, healthz, srv);
@@ -315,6 +323,11 @@ static int cmd_serve(const struct config *cfg)
     if (rc != 0)
         log_error("event loop closed with handles still open", "error=%s", uv_strerror(rc));
 
+    /* A job still running at the deadline keeps its lease until it expires;
+     * then another process, or the next start, runs it again. */
+    if (st.workers != NULL)
+        worker_pool_stop(st.workers, cfg->shutdown_timeout_ms);
+    curl_global_cleanup();
     db_ingest_free(srv->ingest);
     appcache_free(srv->apps);
     db_pool_free(srv->pool);

@@ -1,0 +1,196 @@
+/*
+ * job.c - running a claimed job and classifying its failures; see job.h.
+ */
+#include "server/job.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "api/json.h"
+#include "db/pool.h"
+#include "lib/hb.h"
+#include "lib/log.h"
+
+static int64_t now_us(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
+}
+
+static uint64_t next_random(struct job_env *env)
+{
+    uint64_t x = env->rng;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    env->rng = x;
+    return x;
+}
+
+const char *job_graph_base(const struct job_env *env, const char *login_type)
+{
+    return strcmp(login_type, "instagram_login") == 0 ? env->cfg->graph_instagram_url
+                                                      : env->cfg->graph_facebook_url;
+}
+
+static void log_lost(const struct job *j)
+{
+    log_warn("job lease lost; its outcome is dropped", "job=%" PRId64 " kind=%s", j->id, j->kind);
+}
+
+bool job_may_retry(const struct job_env *env, const struct job *j)
+{
+    if (j->attempts >= env->cfg->job_max_attempts)
+        return false;
+    return now_us() - j->created_at_us < env->cfg->job_max_age_ms * 1000;
+}
+
+static void retry_or_die(struct job_env *env, struct job *j, const char *error_json)
+{
+    int rc;
+    if (job_may_retry(env, j)) {
+        int64_t delay = graph_backoff_ms(j->attempts, env->cfg->job_backoff_ms,
+                                         env->cfg->job_backoff_max_ms, next_random(env));
+        rc = db_jobs_retry(env->conn, j, delay, true, error_json);
+        log_info("job will be retried", "job=%" PRId64 " kind=%s attempt=%d delay_ms=%" PRId64,
+                 j->id, j->kind, j->attempts, delay);
+    } else {
+        rc = db_jobs_finish(env->conn, j, "dead", error_json);
+        log_warn("job given up after its last attempt", "job=%" PRId64 " kind=%s attempts=%d",
+                 j->id, j->kind, j->attempts);
+    }
+    if (rc == 0)
+        log_lost(j);
+}
+
+/* Pauses the account (or the app) of j for ms. */
+static void pause(struct job_env *env, const struct job *j, bool is_app, int64_t ms)
+{
+    char id[24], delay[24];
+    snprintf(id, sizeof(id), "%" PRId64, is_app ? j->app_id : j->account_id);
+    snprintf(delay, sizeof(delay), "%" PRId64, ms);
+    const char *params[] = {id, delay};
+    const char *sql = is_app
+                          ? "UPDATE apps SET paused_until = greatest(paused_until,"
+                            " now() + $2::bigint * interval '1 millisecond') WHERE id = $1::bigint"
+                          : "UPDATE accounts SET paused_until = greatest(paused_until,"
+                            " now() + $2::bigint * interval '1 millisecond') WHERE id = $1::bigint";
+    PGresult *r = PQexecParams(env->conn, sql, 2, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        log_warn("could not record a rate-limit pause", "job=%" PRId64 " sqlstate=%s", j->id,
+                 db_sqlstate(r));
+    PQclear(r);
+}
+
+static void hold_for_token(struct job_env *env, const struct job *j, const char *error_json)
+{
+    char id[24];
+    snprintf(id, sizeof(id), "%" PRId64, j->account_id);
+    const char *params[] = {id, error_json};
+    PGresult *r = PQexecParams(env->conn,
+                               "UPDATE accounts SET sub_state = 'token_invalid',"
+                               " sub_error = $2::jsonb WHERE id = $1::bigint",
+                               2, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        log_warn("could not mark an account's token invalid", "account=%" PRId64 " sqlstate=%s",
+                 j->account_id, db_sqlstate(r));
+    PQclear(r);
+}
+
+enum graph_class job_fail(struct job_env *env, struct job *j, const struct graph_response *resp,
+                          struct buf *error_json)
+{
+    struct graph_error e;
+    bool has_error = graph_error_parse(resp->body.data, resp->body.len, &e);
+    enum graph_class cls =
+        graph_classify(resp->http_status, resp->is_timeout, has_error ? &e : NULL);
+    buf_reset(error_json);
+    graph_error_json(error_json, resp->http_status, cls, has_error ? &e : NULL,
+                     resp->http_status == 0 ? resp->error : NULL);
+    const char *err = error_json->data;
+    int64_t pause_ms =
+        graph_usage_pause_ms(resp->buc_usage, resp->app_usage, env->cfg->graph_rate_pause_ms,
+                             env->cfg->graph_max_pause_ms);
+    int rc = 1;
+    switch (cls) {
+    case GRAPH_OK:
+    case GRAPH_TEMPORARY:
+        retry_or_die(env, j, err);
+        return cls;
+    case GRAPH_APP_RATE_LIMIT:
+        pause(env, j, true, pause_ms);
+        rc = db_jobs_retry(env->conn, j, pause_ms, false, err);
+        log_warn("Graph API app rate limit; pausing the app's calls",
+                 "app=%" PRId64 " pause_ms=%" PRId64, j->app_id, pause_ms);
+        break;
+    case GRAPH_ACCOUNT_RATE_LIMIT:
+    case GRAPH_POLICY_BLOCK:
+        if (cls == GRAPH_POLICY_BLOCK)
+            pause_ms = env->cfg->graph_max_pause_ms;
+        if (j->account_id > 0)
+            pause(env, j, false, pause_ms);
+        rc = db_jobs_retry(env->conn, j, pause_ms, false, err);
+        log_warn(cls == GRAPH_POLICY_BLOCK ? "account temporarily blocked by Meta for policy"
+                                           : "Graph API account rate limit; pausing the account",
+                 "account=%" PRId64 " pause_ms=%" PRId64, j->account_id, pause_ms);
+        break;
+    case GRAPH_TOKEN_INVALID:
+        if (j->account_id > 0) {
+            hold_for_token(env, j, err);
+            rc = db_jobs_retry(env->conn, j, 0, false, err);
+            log_warn("access token rejected by Meta; the account's jobs wait for a new one",
+                     "account=%" PRId64, j->account_id);
+        } else {
+            rc = db_jobs_finish(env->conn, j, "failed", err);
+        }
+        break;
+    case GRAPH_PERMANENT:
+    default:
+        rc = db_jobs_finish(env->conn, j, "failed", err);
+        log_info("job failed", "job=%" PRId64 " kind=%s http_status=%d", j->id, j->kind,
+                 resp->http_status);
+        break;
+    }
+    if (rc == 0)
+        log_lost(j);
+    return cls;
+}
+
+void job_fail_local(struct job_env *env, struct job *j, bool is_permanent, const char *message)
+{
+    struct buf err;
+    buf_init(&err);
+    buf_puts(&err, "{\"class\":\"");
+    buf_puts(&err, is_permanent ? "permanent" : "temporary");
+    buf_puts(&err, "\",\"message\":");
+    json_write_string(&err, message, strlen(message));
+    buf_putc(&err, '}');
+    if (is_permanent) {
+        if (db_jobs_finish(env->conn, j, "failed", err.data) == 0)
+            log_lost(j);
+    } else {
+        retry_or_die(env, j, err.data);
+    }
+    buf_dispose(&err);
+}
+
+void job_run(struct job_env *env, struct job *j)
+{
+    if (j->attempts > env->cfg->job_max_attempts) {
+        /* Rescued after its last attempt: the worker died running it. */
+        job_fail_local(env, j, true, "the job's last attempt was interrupted");
+        return;
+    }
+    if (strcmp(j->kind, "send") == 0)
+        job_send_run(env, j);
+    else if (strcmp(j->kind, "subscribe") == 0)
+        job_subscribe_run(env, j);
+    else if (strcmp(j->kind, "unsubscribe") == 0)
+        job_unsubscribe_run(env, j);
+    else
+        job_fail_local(env, j, true, "unknown job kind");
+}

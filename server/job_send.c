@@ -1,0 +1,150 @@
+/*
+ * job_send.c - a "send" job: one reply of the outbox (messages) through the
+ * Send API, PROTOCOL.md section 4.
+ *
+ * The Send API has no idempotency key. A send whose answer we never saw (a
+ * timeout after the request left) may have been delivered, and retrying it
+ * may deliver it twice; not retrying would lose it. We retry: the README
+ * says so. What we never do is send again once Meta's message_id is stored:
+ * it is written before the job is marked done, unfenced, so even a worker
+ * that lost its lease keeps it, and every attempt checks it first.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/json.h"
+#include "db/pool.h"
+#include "lib/hb.h"
+#include "lib/log.h"
+#include "server/job.h"
+
+enum { C_REQUEST, C_MID, C_IG, C_PAGE, C_LOGIN, C_TOKEN, C_APP, C_VERSION };
+
+static PGresult *load(struct job_env *env, const struct job *j)
+{
+    char id[24];
+    snprintf(id, sizeof(id), "%" PRId64, j->message_id);
+    const char *params[] = {id};
+    return PQexecParams(env->conn,
+                        "SELECT m.request::text, m.meta_message_id, a.ig_id, a.page_id,"
+                        " a.login_type, a.access_token_sealed, a.app_id, p.graph_api_version"
+                        " FROM messages m JOIN accounts a ON a.id = m.account_id"
+                        " JOIN apps p ON p.id = a.app_id WHERE m.id = $1::bigint",
+                        1, NULL, params, NULL, NULL, 0);
+}
+
+/* Meta's message_id from a successful answer, into out. */
+static bool message_id_of(const struct graph_response *resp, struct buf *out)
+{
+    struct json_doc doc;
+    const char *why;
+    if (json_parse(&doc, resp->body.data, resp->body.len, 8, &why) != 0)
+        return false;
+    int i = json_get(&doc, 0, "message_id");
+    bool ok = i >= 0 && json_is_string(&doc, i);
+    if (ok)
+        json_string_decode(&doc, i, out);
+    json_doc_dispose(&doc);
+    return ok && out->len > 0;
+}
+
+/* Stores message_id, and links the echo webhook if it came first. */
+static int store_sent(struct job_env *env, const struct job *j, const char *mid)
+{
+    char id[24];
+    snprintf(id, sizeof(id), "%" PRId64, j->message_id);
+    const char *params[] = {id, mid};
+    PGresult *r = PQexecParams(
+        env->conn,
+        "UPDATE messages m SET meta_message_id = $2, sent_at = now(),"
+        " echo_event_id = coalesce(m.echo_event_id, (SELECT e.id FROM events e"
+        "  WHERE e.tenant_id = m.tenant_id AND e.field = 'message_echoes'"
+        "  AND e.payload @> jsonb_build_object('message', jsonb_build_object('mid', $2::text))"
+        "  ORDER BY e.id LIMIT 1))"
+        " WHERE m.id = $1::bigint AND m.meta_message_id IS NULL",
+        2, NULL, params, NULL, NULL, 0);
+    int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : db_result_rc(env->conn, r);
+    PQclear(r);
+    return rc;
+}
+
+void job_send_run(struct job_env *env, struct job *j)
+{
+    struct buf token, url, mid, err;
+    buf_init(&token);
+    buf_init(&url);
+    buf_init(&mid);
+    buf_init(&err);
+    struct graph_response resp;
+    memset(&resp, 0, sizeof(resp));
+    PGresult *r = load(env, j);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        job_fail_local(env, j, false, "the message could not be read");
+        goto out;
+    }
+    if (PQntuples(r) == 0) {
+        job_fail_local(env, j, true, "the message or its account was deleted");
+        goto out;
+    }
+    if (!PQgetisnull(r, 0, C_MID)) {
+        /* Sent by an earlier attempt whose worker lost its lease. */
+        if (db_jobs_succeed(env->conn, j) == 0)
+            log_info("send job already finished elsewhere", "job=%" PRId64, j->id);
+        goto out;
+    }
+    const char *login = PQgetvalue(r, 0, C_LOGIN);
+    bool is_ig = strcmp(login, "instagram_login") == 0;
+    const char *node = PQgetvalue(r, 0, is_ig ? C_IG : C_PAGE);
+    char context[96];
+    snprintf(context, sizeof(context), "access_token:%s:%s", PQgetvalue(r, 0, C_APP),
+             PQgetvalue(r, 0, C_IG));
+    int rc = secretbox_open(env->keys, context, PQgetvalue(r, 0, C_TOKEN), &token);
+    if (rc != 0) {
+        /* A missing key may be loaded again by the operator; a tampered
+         * value will not heal. */
+        job_fail_local(env, j, rc != HB_ENOTFOUND,
+                       "the account's access token cannot be decrypted with the loaded keys");
+        goto out;
+    }
+    buf_printf(&url, "%s/%s/%s/messages", job_graph_base(env, login), PQgetvalue(r, 0, C_VERSION),
+               node);
+    const char *body = PQgetvalue(r, 0, C_REQUEST);
+    rc = graph_request(env->graph, "POST", url.data, token.data, "application/json", body,
+                       strlen(body), &resp);
+    explicit_bzero(token.data, token.len);
+    if (rc == HB_EINVAL) {
+        job_fail_local(env, j, true, "the Send API request could not be built from the account");
+        goto out;
+    }
+    struct graph_error e;
+    bool has_error = graph_error_parse(resp.body.data, resp.body.len, &e);
+    if (graph_classify(resp.http_status, resp.is_timeout, has_error ? &e : NULL) == GRAPH_OK) {
+        if (!message_id_of(&resp, &mid)) {
+            /* Accepted, but we cannot tell by what id: sending again would
+             * surely duplicate it. */
+            job_fail_local(env, j, true, "the Send API accepted the message without a message_id");
+            goto out;
+        }
+        if (store_sent(env, j, mid.data) != 0) {
+            /* The lease runs out and the next attempt sends again: the
+             * one case where a database outage can duplicate a reply. */
+            log_warn("could not store a sent message's id", "job=%" PRId64, j->id);
+            goto out;
+        }
+        if (db_jobs_succeed(env->conn, j) == 0)
+            log_info("send job lease lost after sending; its message_id is kept", "job=%" PRId64,
+                     j->id);
+        log_debug("reply sent", "job=%" PRId64 " message=%" PRId64, j->id, j->message_id);
+        goto out;
+    }
+    job_fail(env, j, &resp, &err);
+out:
+    PQclear(r);
+    graph_response_dispose(&resp);
+    buf_dispose(&token);
+    buf_dispose(&url);
+    buf_dispose(&mid);
+    buf_dispose(&err);
+}

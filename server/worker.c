@@ -1,0 +1,327 @@
+/*
+ * worker.c - the Graph API job pool; see worker.h.
+ *
+ * Waking: an idle worker sleeps on the pool's condition variable until the
+ * dispatcher sees a NOTIFY (broadcast), a peer that just claimed a job passes
+ * the wake-up on (so a burst spreads over all workers without every NOTIFY
+ * waking all of them), the next queued job becomes due, or the poll interval
+ * ends. A wake-up is a generation number, so one that comes while a worker
+ * is still querying is not lost.
+ */
+#include "server/worker.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "db/jobs.h"
+#include "db/pool.h"
+#include "lib/hb.h"
+#include "lib/log.h"
+#include "server/job.h"
+
+#define RESCUE_MIN_MS 50
+#define CHECK_CADENCE_MAX_MS (60 * 1000)
+
+struct worker {
+    struct worker_pool *pool;
+    uv_thread_t thread;
+    int index;
+};
+
+struct worker_pool {
+    const struct config *cfg;
+    const struct secretbox *keys;
+    char owner[128]; /* host:pid, plus the worker's index */
+
+    uv_mutex_t mu; /* guards what follows */
+    uv_cond_t cond;
+    bool is_quiescing;
+    uint64_t wakeups; /* generation of wake-ups */
+    int running;      /* jobs being run */
+    int alive;        /* threads not yet returned */
+
+    int nworkers;
+    struct worker *workers;
+    uv_thread_t dispatcher;
+    int stop_pipe[2]; /* wakes the dispatcher's poll(2) */
+};
+
+static uint64_t now_ms(void)
+{
+    return uv_hrtime() / 1000000;
+}
+
+static bool quiescing(struct worker_pool *p)
+{
+    uv_mutex_lock(&p->mu);
+    bool q = p->is_quiescing;
+    uv_mutex_unlock(&p->mu);
+    return q;
+}
+
+/* Sleeps up to ms, or until a wake-up after generation gen, or quiescing. */
+static void sleep_unless_woken(struct worker_pool *p, uint64_t gen, int64_t ms)
+{
+    uint64_t deadline = now_ms() + (uint64_t)ms;
+    uv_mutex_lock(&p->mu);
+    while (!p->is_quiescing && p->wakeups == gen) {
+        uint64_t now = now_ms();
+        if (now >= deadline)
+            break;
+        uv_cond_timedwait(&p->cond, &p->mu, (deadline - now) * 1000000);
+    }
+    uv_mutex_unlock(&p->mu);
+}
+
+static uint64_t generation(struct worker_pool *p)
+{
+    uv_mutex_lock(&p->mu);
+    uint64_t g = p->wakeups;
+    uv_mutex_unlock(&p->mu);
+    return g;
+}
+
+static void wake(struct worker_pool *p, bool all)
+{
+    uv_mutex_lock(&p->mu);
+    p->wakeups++;
+    if (all)
+        uv_cond_broadcast(&p->cond);
+    else
+        uv_cond_signal(&p->cond);
+    uv_mutex_unlock(&p->mu);
+}
+
+static PGconn *connect_db(struct worker_pool *p, const char *who)
+{
+    char err[256];
+    PGconn *c = db_connect(p->cfg->database_url, err, sizeof(err));
+    if (c == NULL)
+        log_warn("job queue: cannot connect to the database", "thread=%s error=\"%s\"", who, err);
+    return c;
+}
+
+static void worker_main(void *arg)
+{
+    struct worker *w = arg;
+    struct worker_pool *p = w->pool;
+    char owner[160], who[16];
+    snprintf(owner, sizeof(owner), "%s:%d", p->owner, w->index);
+    snprintf(who, sizeof(who), "worker-%d", w->index);
+    struct graph_options go = {
+        .connect_timeout_ms = p->cfg->graph_connect_timeout_ms,
+        .timeout_ms = p->cfg->graph_timeout_ms,
+    };
+    struct job_env env = {
+        .graph = graph_client_new(&go),
+        .cfg = p->cfg,
+        .keys = p->keys,
+        .rng = (uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)w->index) | 1,
+    };
+    int64_t backoff = 100;
+    while (!quiescing(p)) {
+        uint64_t gen = generation(p);
+        if (env.conn == NULL && (env.conn = connect_db(p, who)) == NULL) {
+            sleep_unless_woken(p, UINT64_MAX, backoff);
+            backoff = backoff * 2 > p->cfg->db_retry_max_ms ? p->cfg->db_retry_max_ms : backoff * 2;
+            continue;
+        }
+        backoff = 100;
+        struct job j;
+        int rc = db_jobs_claim(env.conn, owner, p->cfg->job_lease_ms, &j);
+        if (rc == 1) {
+            uv_mutex_lock(&p->mu);
+            p->running++;
+            uv_mutex_unlock(&p->mu);
+            wake(p, false); /* there may be more: pass it on */
+            log_debug("job claimed", "job=%" PRId64 " kind=%s attempt=%d", j.id, j.kind,
+                      j.attempts);
+            job_run(&env, &j);
+            db_job_dispose(&j);
+            uv_mutex_lock(&p->mu);
+            p->running--;
+            uv_cond_broadcast(&p->cond);
+            uv_mutex_unlock(&p->mu);
+            continue;
+        }
+        int64_t wait = p->cfg->job_poll_interval_ms, due;
+        if (rc == 0 && db_jobs_next_due_ms(env.conn, &due) == 0 && due >= 0 && due < wait)
+            wait = due + 1;
+        if (rc < 0 || PQstatus(env.conn) != CONNECTION_OK) {
+            log_warn("job queue: claim failed", "thread=%s error=%s", who, hb_strerror(rc));
+            PQfinish(env.conn);
+            env.conn = NULL;
+            wait = backoff;
+        }
+        sleep_unless_woken(p, gen, wait);
+    }
+    PQfinish(env.conn);
+    graph_client_free(env.graph);
+    uv_mutex_lock(&p->mu);
+    p->alive--;
+    uv_cond_broadcast(&p->cond);
+    uv_mutex_unlock(&p->mu);
+}
+
+static PGconn *listen_db(struct worker_pool *p)
+{
+    PGconn *c = connect_db(p, "dispatcher");
+    if (c == NULL)
+        return NULL;
+    PGresult *r = PQexec(c, "LISTEN " DB_JOBS_CHANNEL);
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+    if (!ok) {
+        PQfinish(c);
+        return NULL;
+    }
+    return c;
+}
+
+static void periodic(struct worker_pool *p, PGconn *c, uint64_t *next_rescue, uint64_t *next_check)
+{
+    const struct config *cfg = p->cfg;
+    uint64_t now = now_ms();
+    if (now >= *next_rescue) {
+        int n = 0;
+        if (db_jobs_rescue(c, &n) == 0 && n > 0)
+            log_warn("jobs whose worker stopped were queued again", "count=%d", n);
+        int64_t every = cfg->job_lease_ms / 2 < cfg->job_poll_interval_ms
+                            ? cfg->job_lease_ms / 2
+                            : cfg->job_poll_interval_ms;
+        *next_rescue = now + (uint64_t)(every < RESCUE_MIN_MS ? RESCUE_MIN_MS : every);
+    }
+    if (now >= *next_check) {
+        int n = 0;
+        if (db_jobs_enqueue_checks(c, cfg->subscription_check_interval_ms, &n) == 0 && n > 0)
+            log_info("subscription checks queued", "count=%d", n);
+        int64_t every = cfg->subscription_check_interval_ms < CHECK_CADENCE_MAX_MS
+                            ? cfg->subscription_check_interval_ms
+                            : CHECK_CADENCE_MAX_MS;
+        *next_check = now + (uint64_t)every;
+    }
+}
+
+static void dispatcher_main(void *arg)
+{
+    struct worker_pool *p = arg;
+    PGconn *c = NULL;
+    uint64_t next_rescue = 0, next_check = 0;
+    int64_t backoff = 100;
+    while (!quiescing(p)) {
+        if (c == NULL && (c = listen_db(p)) == NULL) {
+            struct pollfd pf = {p->stop_pipe[0], POLLIN, 0};
+            poll(&pf, 1, (int)backoff);
+            backoff = backoff * 2 > p->cfg->db_retry_max_ms ? p->cfg->db_retry_max_ms : backoff * 2;
+            continue;
+        }
+        backoff = 100;
+        periodic(p, c, &next_rescue, &next_check);
+        uint64_t now = now_ms();
+        uint64_t until = next_rescue < next_check ? next_rescue : next_check;
+        int timeout = until > now ? (int)(until - now) : 0;
+        struct pollfd pf[2] = {{PQsocket(c), POLLIN, 0}, {p->stop_pipe[0], POLLIN, 0}};
+        if (poll(pf, 2, timeout) < 0 && errno != EINTR)
+            break;
+        if (pf[0].revents == 0)
+            continue;
+        if (PQconsumeInput(c) == 0) {
+            log_warn("job queue: lost the LISTEN connection; reconnecting", "%s", "");
+            PQfinish(c);
+            c = NULL;
+            wake(p, true); /* jobs may have been queued meanwhile */
+            continue;
+        }
+        int n = 0;
+        PGnotify *note;
+        while ((note = PQnotifies(c)) != NULL) {
+            n++;
+            PQfreemem(note);
+        }
+        if (n > 0)
+            wake(p, true);
+    }
+    PQfinish(c);
+    uv_mutex_lock(&p->mu);
+    p->alive--;
+    uv_cond_broadcast(&p->cond);
+    uv_mutex_unlock(&p->mu);
+}
+
+struct worker_pool *worker_pool_start(const struct config *cfg, const struct secretbox *keys)
+{
+    struct worker_pool *p = xcalloc(1, sizeof(*p));
+    p->cfg = cfg;
+    p->keys = keys;
+    char host[64] = "localhost";
+    gethostname(host, sizeof(host) - 1);
+    snprintf(p->owner, sizeof(p->owner), "%s:%d", host, (int)getpid());
+    uv_mutex_init(&p->mu);
+    uv_cond_init(&p->cond);
+    if (pipe(p->stop_pipe) != 0)
+        abort();
+    p->nworkers = cfg->workers;
+    p->workers = xcalloc((size_t)p->nworkers, sizeof(*p->workers));
+    p->alive = p->nworkers + 1;
+    for (int i = 0; i < p->nworkers; i++) {
+        p->workers[i].pool = p;
+        p->workers[i].index = i;
+        if (uv_thread_create(&p->workers[i].thread, worker_main, &p->workers[i]) != 0)
+            abort();
+    }
+    if (uv_thread_create(&p->dispatcher, dispatcher_main, p) != 0)
+        abort();
+    log_info("job workers started", "workers=%d owner=%s", p->nworkers, p->owner);
+    return p;
+}
+
+void worker_pool_quiesce(struct worker_pool *p)
+{
+    uv_mutex_lock(&p->mu);
+    bool was = p->is_quiescing;
+    p->is_quiescing = true;
+    uv_cond_broadcast(&p->cond);
+    uv_mutex_unlock(&p->mu);
+    if (!was) {
+        ssize_t n = write(p->stop_pipe[1], "x", 1);
+        (void)n;
+    }
+}
+
+int worker_pool_stop(struct worker_pool *p, int64_t timeout_ms)
+{
+    worker_pool_quiesce(p);
+    uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
+    uv_mutex_lock(&p->mu);
+    while (p->alive > 0) {
+        uint64_t now = now_ms();
+        if (now >= deadline)
+            break;
+        uv_cond_timedwait(&p->cond, &p->mu, (deadline - now) * 1000000);
+    }
+    int running = p->running, alive = p->alive;
+    uv_mutex_unlock(&p->mu);
+    if (alive > 0) {
+        /* A job is stuck in a call: leave it to its lease; the process is
+         * exiting, so the pool is not freed under the thread. */
+        log_warn("jobs still running at shutdown; their leases will expire", "running=%d", running);
+        return running > 0 ? running : 1;
+    }
+    for (int i = 0; i < p->nworkers; i++)
+        uv_thread_join(&p->workers[i].thread);
+    uv_thread_join(&p->dispatcher);
+    close(p->stop_pipe[0]);
+    close(p->stop_pipe[1]);
+    uv_cond_destroy(&p->cond);
+    uv_mutex_destroy(&p->mu);
+    free(p->workers);
+    free(p);
+    return 0;
+}

@@ -1,0 +1,274 @@
+/*
+ * t_jobs_queue.c - the job queue's guarantees:
+ *   - db/jobs.c against a real PostgreSQL: lease fencing (a worker whose
+ *     lease expired and whose job was taken over changes nothing), the
+ *     serial key order through a retry, holds for a dead token and a pause;
+ *   - a worker killed mid-job: its job is rescued when the lease expires and
+ *     run by another process;
+ *   - two hubbub processes on one database draining 1 000 replies: each
+ *     delivered once, none lost, no conversation with two sends at once,
+ *     each conversation in order, both processes taking part.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "db/jobs.h"
+#include "tests/fake_graph/fake_graph.h"
+#include "tests/integration/harness.h"
+#include "tests/integration/waitfor.h"
+
+#define META_APP "5550000000003"
+#define NODE "17841400000000701"
+#define TOKEN "queue-token-0123456789"
+#define RECIPIENTS 100
+#define PER_RECIPIENT 10
+
+static struct h_db db;
+
+static void insert_job(const char *serial, long long account)
+{
+    if (account > 0)
+        h_db_exec(&db,
+                  "INSERT INTO jobs (kind, app_id, account_id, serial_key)"
+                  " SELECT 'subscribe', app_id, id, '%s' FROM accounts WHERE id = %lld",
+                  serial, account);
+    else
+        h_db_exec(&db, "INSERT INTO jobs (kind, app_id, serial_key) VALUES ('subscribe', 0, '%s')",
+                  serial);
+}
+
+static long long claim(const char *owner, long long lease_ms, struct job *j)
+{
+    int rc = db_jobs_claim(db.conn, owner, lease_ms, j);
+    if (rc < 0)
+        tap_bail("claim failed: %d %s", rc, PQerrorMessage(db.conn));
+    return rc == 1 ? j->id : 0;
+}
+
+static void queue_semantics(void)
+{
+    struct job x, y, other;
+    insert_job("fence:1", 0);
+    long long id = claim("owner-x", 1, &x);
+    tap_ok(id > 0, "a job is claimed");
+    tap_is_int(x.attempts, 1, "attempt 1");
+    h_sleep_ms(20);
+    int rescued = 0;
+    tap_is_int(db_jobs_rescue(db.conn, &rescued), 0, "rescue runs");
+    tap_is_int(rescued, 1, "the job whose lease expired is queued again");
+    tap_is_int(claim("owner-y", 60000, &y), id, "another worker takes it over");
+    tap_is_int(y.attempts, 2, "as attempt 2");
+    tap_ok(y.lease_token != x.lease_token, "with a new lease token");
+    tap_is_int(db_jobs_succeed(db.conn, &x), 0, "the first worker's success is fenced off");
+    tap_is_int(db_jobs_retry(db.conn, &x, 0, true, "{}"), 0, "so is its retry");
+    tap_is_int(db_jobs_finish(db.conn, &x, "failed", "{}"), 0, "and its failure");
+    char *st = h_db_text(&db, "SELECT state || ' ' || lease_owner FROM jobs WHERE id = %lld", id);
+    tap_is_str(st, "running owner-y", "the job is still the second worker's");
+    free(st);
+    tap_is_int(db_jobs_succeed(db.conn, &y), 1, "the second worker's success counts");
+    db_job_dispose(&x);
+    db_job_dispose(&y);
+
+    /* Serial keys: the second job waits for the first, also through a retry. */
+    insert_job("order:1", 0);
+    insert_job("order:1", 0);
+    long long first = claim("w", 60000, &x);
+    tap_ok(first > 0, "the first job of a key is claimed");
+    tap_is_int(claim("w", 60000, &other), 0, "the second waits while the first runs");
+    tap_is_int(db_jobs_retry(db.conn, &x, 0, true, "{\"class\":\"temporary\"}"), 1,
+               "the first is retried at once");
+    db_job_dispose(&x);
+    tap_is_int(claim("w", 60000, &x), first, "the retried first job comes before the second");
+    tap_is_int(db_jobs_succeed(db.conn, &x), 1, "the first succeeds");
+    db_job_dispose(&x);
+    long long second = claim("w", 60000, &x);
+    tap_ok(second > first, "then the second is claimed");
+    db_jobs_succeed(db.conn, &x);
+    db_job_dispose(&x);
+
+    /* Holds: a dead token, a paused account, a paused app, a future run_at. */
+    h_db_exec(&db, "INSERT INTO tenants (name) VALUES ('q')");
+    h_db_exec(&db, "INSERT INTO apps (tenant_id, meta_app_id, verify_token_sealed)"
+                   " SELECT id, '4440000000001', 'x' FROM tenants WHERE name = 'q'");
+    h_db_exec(&db, "INSERT INTO accounts (tenant_id, app_id, ig_id, login_type,"
+                   " access_token_sealed, access_token_hint, sub_state)"
+                   " SELECT tenant_id, id, '1', 'instagram_login', 'x', 'x', 'token_invalid'"
+                   " FROM apps WHERE meta_app_id = '4440000000001'");
+    long long hacc = h_db_int(&db, "SELECT id FROM accounts WHERE ig_id = '1'");
+    insert_job("hold:1", hacc);
+    tap_is_int(claim("w", 60000, &x), 0, "an account with a dead token has its jobs held");
+    h_db_exec(&db,
+              "UPDATE accounts SET sub_state = 'pending', paused_until = now() + interval '1 h'");
+    tap_is_int(claim("w", 60000, &x), 0, "a paused account has its jobs held");
+    h_db_exec(&db, "UPDATE accounts SET paused_until = NULL");
+    h_db_exec(&db, "UPDATE apps SET paused_until = now() + interval '1 h'");
+    tap_is_int(claim("w", 60000, &x), 0, "a paused app has its jobs held");
+    int64_t due = 0;
+    tap_is_int(db_jobs_next_due_ms(db.conn, &due), 0, "next due");
+    tap_ok(due > 3500 * 1000 && due <= 3600 * 1000, "the next due time counts the pause (%lld)",
+           (long long)due);
+    h_db_exec(&db, "UPDATE apps SET paused_until = NULL");
+    tap_ok(claim("w", 60000, &x) > 0, "released, the job is claimed");
+    db_jobs_succeed(db.conn, &x);
+    db_job_dispose(&x);
+    h_db_exec(&db, "DELETE FROM accounts");
+    h_db_exec(&db, "DELETE FROM apps");
+    h_db_exec(&db, "DELETE FROM tenants");
+    h_db_exec(&db, "DELETE FROM jobs");
+}
+
+static long long setup_account(struct h_server *s, const char *key)
+{
+    struct h_resp r;
+    h_api(&r, s, key, "POST", "/v1/apps",
+          "{\"meta_app_id\":\"" META_APP "\",\"app_secret\":\"queue-secret-0123456789\","
+          "\"verify_token\":\"verify-0123456789\"}");
+    long long app = h_json_num(r.body, "id");
+    h_resp_free(&r);
+    char json[512];
+    snprintf(json, sizeof(json),
+             "{\"app_id\":%lld,\"ig_id\":\"" NODE "\",\"login_type\":\"instagram_login\","
+             "\"access_token\":\"" TOKEN "\",\"subscribed_fields\":[\"messages\"]}",
+             app);
+    h_api(&r, s, key, "POST", "/v1/accounts", json);
+    if (r.status != 201)
+        tap_bail("creating the account: %ld %s", r.status, r.body);
+    long long acc = h_json_num(r.body, "id");
+    h_resp_free(&r);
+    return acc;
+}
+
+/* Queues count replies straight into the outbox, as the API would, and
+ * wakes the workers. */
+static void queue_replies(long long acc, int recipients, int per, const char *tag)
+{
+    h_db_exec(&db,
+              "WITH m AS ("
+              " INSERT INTO messages (tenant_id, account_id, recipient_id, request)"
+              " SELECT a.tenant_id, a.id, (9000 + r)::text,"
+              "  jsonb_build_object('recipient', jsonb_build_object('id', (9000 + r)::text),"
+              "   'messaging_type', 'RESPONSE',"
+              "   'message', jsonb_build_object('text', '%s' || r || '-' || lpad(k::text, 3, '0')))"
+              " FROM accounts a, generate_series(1, %d) k, generate_series(1, %d) r"
+              " WHERE a.id = %lld ORDER BY k, r RETURNING id, tenant_id, account_id, recipient_id"
+              ")"
+              " INSERT INTO jobs (kind, tenant_id, app_id, account_id, message_id, serial_key)"
+              " SELECT 'send', m.tenant_id, a.app_id, m.account_id, m.id,"
+              "  'msg:' || m.account_id || ':' || m.recipient_id"
+              " FROM m JOIN accounts a ON a.id = m.account_id ORDER BY m.id",
+              tag, per, recipients, acc);
+    h_db_exec(&db, "NOTIFY " DB_JOBS_CHANNEL);
+}
+
+static void rescue_after_kill(struct fg *ig, long long acc, const char *const *env_a,
+                              const char *const *env_b)
+{
+    (void)acc;
+    struct h_server a, b;
+    h_server_start(&a, &db, env_a);
+    fg_set_slow_ms(ig, 20000);
+    fg_fail(ig, (struct fg_match){FG_SEND, NODE, NULL}, FG_SLOW, 1);
+    queue_replies(acc, 1, 1, "rescued");
+    int64_t deadline = h_now_ms() + H_WAIT_MS;
+    while (fg_count(ig, (struct fg_match){FG_SEND, NODE, NULL}) < 1 && h_now_ms() < deadline)
+        h_sleep_ms(10);
+    tap_is_int(fg_count(ig, (struct fg_match){FG_SEND, NODE, NULL}), 1,
+               "process A's worker is inside the send");
+    tap_is_int(h_server_stop(&a, SIGKILL), 128 + SIGKILL, "process A is killed mid-job");
+    char *owner = h_db_text(&db, "SELECT lease_owner FROM jobs WHERE kind = 'send'");
+    tap_ok(strstr(owner, ":") != NULL, "the job's lease was A's (%s)", owner);
+    h_server_start(&b, &db, env_b);
+    tap_ok(h_wait_sql(&db, "succeeded 2", H_WAIT_MS,
+                      "SELECT state || ' ' || attempts FROM jobs WHERE kind = 'send'"),
+           "after the lease expired, process B ran the job: attempt 2 succeeded");
+    char *owner_b = h_db_text(&db, "SELECT lease_owner FROM jobs WHERE kind = 'send'");
+    tap_ok(strcmp(owner, owner_b) != 0, "B (%s) is not A", owner_b);
+    tap_is_int(fg_sends(ig, NODE, NULL), 1, "the reply was delivered once");
+    free(owner);
+    free(owner_b);
+    tap_is_int(h_server_stop(&b, SIGTERM), 0, "B exits 0");
+    h_db_exec(&db, "DELETE FROM messages");
+    fg_reset_records(ig);
+}
+
+int main(void)
+{
+    h_db_create(&db, "jobs_queue");
+    const char *argv[] = {"migrate", NULL};
+    if (h_run(&db, argv, NULL, NULL, NULL) != 0)
+        tap_bail("migrate failed");
+    queue_semantics();
+
+    struct fg *ig = fg_start(FG_INSTAGRAM, "v25.0");
+    if (ig == NULL)
+        tap_bail("cannot start the fake Graph API");
+    fg_add_node(ig, NODE, TOKEN, META_APP);
+    const char *env_one[] = {fg_env(ig),
+                             "HUBBUB_WORKERS=1",
+                             "HUBBUB_JOB_LEASE=1s",
+                             "HUBBUB_JOB_POLL_INTERVAL=100ms",
+                             "HUBBUB_GRAPH_TIMEOUT=30s",
+                             "HUBBUB_SHUTDOWN_TIMEOUT=2s",
+                             NULL};
+    const char *env_four[] = {fg_env(ig), "HUBBUB_WORKERS=4", "HUBBUB_JOB_POLL_INTERVAL=200ms",
+                              NULL};
+
+    struct h_server a, b;
+    h_server_start(&a, &db, env_four);
+    char key[64];
+    h_api_tenant(&a, "queue", key);
+    long long acc = setup_account(&a, key);
+    tap_ok(
+        h_wait_sql(&db, "active", H_WAIT_MS, "SELECT sub_state FROM accounts WHERE id = %lld", acc),
+        "the account is subscribed");
+    tap_is_int(h_server_stop(&a, SIGTERM), 0, "set-up server exits 0");
+
+    rescue_after_kill(ig, acc, env_one, env_one);
+
+    /* ---- two processes, 1 000 replies ---- */
+    fg_set_latency_ms(ig, 1);
+    h_server_start(&a, &db, env_four);
+    h_server_start(&b, &db, env_four);
+    queue_replies(acc, RECIPIENTS, PER_RECIPIENT, "r");
+    int total = RECIPIENTS * PER_RECIPIENT;
+    tap_ok(fg_wait_sends(ig, total, 60000), "%d replies reached the Send API", total);
+    tap_ok(h_wait_sql(&db, "1000", H_WAIT_MS,
+                      "SELECT count(*) FROM jobs WHERE kind = 'send' AND state = 'succeeded'"),
+           "all 1000 jobs succeeded");
+    h_sleep_ms(300);
+    tap_is_int(fg_sends(ig, NODE, NULL), total, "no reply was sent twice");
+    tap_is_int(h_db_int(&db, "SELECT count(DISTINCT meta_message_id) FROM messages"), total,
+               "every message has its own message_id");
+    tap_is_int(h_db_int(&db, "SELECT count(*) FROM jobs WHERE kind = 'send' AND attempts <> 1"), 0,
+               "each job ran once");
+    tap_is_int(fg_max_in_flight(ig, NULL, NULL), 1, "no conversation ever had two sends at once");
+    int in_order = 0;
+    for (int r = 1; r <= RECIPIENTS; r++) {
+        char rec[16], want[256] = "";
+        snprintf(rec, sizeof(rec), "%d", 9000 + r);
+        for (int k = 1; k <= PER_RECIPIENT; k++) {
+            char t[32];
+            snprintf(t, sizeof(t), "%sr%d-%03d", k > 1 ? "\n" : "", r, k);
+            strcat(want, t);
+        }
+        char *got = fg_sent_texts(ig, NODE, rec);
+        in_order += strcmp(got, want) == 0;
+        free(got);
+    }
+    tap_is_int(in_order, RECIPIENTS, "every conversation arrived in order");
+    long long owners = h_db_int(&db, "SELECT count(DISTINCT split_part(lease_owner, ':', 2))"
+                                     " FROM jobs WHERE kind = 'send'");
+    tap_is_int(owners, 2, "both processes ran jobs");
+    char *split = h_db_text(&db, "SELECT string_agg(n::text, ' ') FROM (SELECT count(*) n"
+                                 " FROM jobs WHERE kind = 'send'"
+                                 " GROUP BY split_part(lease_owner, ':', 2)) x");
+    tap_diag("jobs per process: %s", split);
+    free(split);
+    tap_is_int(h_server_stop(&a, SIGTERM), 0, "A exits 0");
+    tap_is_int(h_server_stop(&b, SIGTERM), 0, "B exits 0");
+    fg_stop(ig);
+    h_db_drop(&db);
+    return tap_done();
+}

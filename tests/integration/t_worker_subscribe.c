@@ -1,0 +1,267 @@
+/*
+ * t_worker_subscribe.c - onboarding an account through the API leads, with
+ * no further action, to a verified subscription at (the fake) Meta, visible
+ * on the account; and the subscription follows the account through field
+ * changes, a failing field name, drift, a rejected token and deletion.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tests/fake_graph/fake_graph.h"
+#include "tests/integration/harness.h"
+#include "tests/integration/waitfor.h"
+
+#define META_APP "5550000000001"
+#define IG_NODE "17841400000000501"
+#define IG_TOKEN "ig-token-0123456789-first"
+#define IG_TOKEN2 "ig-token-0123456789-second"
+#define PAGE_NODE "1000000000000777"
+#define FB_IG "17841400000000502"
+#define FB_TOKEN "page-token-0123456789"
+#define PAGE_NODE2 "1000000000000778"
+#define FB_IG2 "17841400000000503"
+#define FB_TOKEN2 "page-token-0123456789-two"
+
+static struct h_db db;
+static struct h_server srv;
+static char key[64];
+
+static long api(const char *method, const char *path, const char *json, char **body)
+{
+    struct h_resp r;
+    h_api(&r, &srv, key, method, path, json);
+    long st = r.status;
+    if (body != NULL)
+        *body = strdup(r.body != NULL ? r.body : "");
+    h_resp_free(&r);
+    return st;
+}
+
+static bool wait_state(long long acc, const char *state)
+{
+    return h_wait_sql(&db, state, H_WAIT_MS, "SELECT sub_state FROM accounts WHERE id = %lld", acc);
+}
+
+/* "state attempts" of the account's latest subscribe job. */
+static const char *last_job(long long acc)
+{
+    static char out[64];
+    char *t = h_db_text(&db,
+                        "SELECT state || ' ' || attempts FROM jobs WHERE account_id = %lld"
+                        " AND kind = 'subscribe' ORDER BY id DESC LIMIT 1",
+                        acc);
+    snprintf(out, sizeof(out), "%s", t);
+    free(t);
+    return out;
+}
+
+/* No request carried the token anywhere but the Authorization header. */
+static void check_tokens(struct fg *fg, const char *what)
+{
+    size_t n;
+    struct fg_request *rq = fg_requests(fg, &n);
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++)
+        if (rq[i].token_where != FG_TOKEN_HEADER || strstr(rq[i].query, "token") != NULL ||
+            strstr(rq[i].path, "token") != NULL)
+            bad++;
+    tap_ok(n > 0 && bad == 0, "%s: all %zu calls sent the token in the header only", what, n);
+    fg_requests_free(rq, n);
+}
+
+int main(void)
+{
+    struct fg *ig = fg_start(FG_INSTAGRAM, "v25.0");
+    struct fg *fb = fg_start(FG_FACEBOOK, "v25.0");
+    if (ig == NULL || fb == NULL)
+        tap_bail("cannot start the fake Graph API");
+    fg_add_node(ig, IG_NODE, IG_TOKEN, META_APP);
+    fg_add_node(fb, PAGE_NODE, FB_TOKEN, META_APP);
+
+    h_db_create(&db, "worker_sub");
+    const char *argv[] = {"migrate", NULL};
+    if (h_run(&db, argv, NULL, NULL, NULL) != 0)
+        tap_bail("migrate failed");
+    const char *env[] = {fg_env(ig),
+                         fg_env(fb),
+                         "HUBBUB_WORKERS=2",
+                         "HUBBUB_JOB_BACKOFF=100ms",
+                         "HUBBUB_JOB_BACKOFF_MAX=400ms",
+                         "HUBBUB_JOB_POLL_INTERVAL=200ms",
+                         "HUBBUB_SUBSCRIPTION_CHECK_INTERVAL=300ms",
+                         NULL};
+    h_server_start(&srv, &db, env);
+    h_api_tenant(&srv, "subs", key);
+    char *b = NULL;
+    if (api("POST", "/v1/apps",
+            "{\"meta_app_id\":\"" META_APP "\",\"app_secret\":\"app-secret-0123456789\","
+            "\"verify_token\":\"verify-0123456789\"}",
+            &b) != 201)
+        tap_bail("creating the app: %s", b);
+    long long app = h_json_num(b, "id");
+    free(b);
+
+    /* ---- onboarding: create, and nothing else ---- */
+    char json[1024], path[128];
+    snprintf(json, sizeof(json),
+             "{\"app_id\":%lld,\"ig_id\":\"" IG_NODE "\",\"login_type\":\"instagram_login\","
+             "\"access_token\":\"" IG_TOKEN "\",\"subscribed_fields\":[\"messages\",\"comments\"]}",
+             app);
+    tap_is_int(api("POST", "/v1/accounts", json, &b), 201, "account created");
+    long long acc = h_json_num(b, "id");
+    tap_contains(b, "\"state\": \"pending\"", "a new account's subscription is pending");
+    free(b);
+    tap_ok(fg_wait_fields(ig, IG_NODE, "comments,messages", H_WAIT_MS),
+           "Meta holds the account's fields without any further call");
+    tap_ok(wait_state(acc, "active"), "the subscription becomes active");
+    snprintf(path, sizeof(path), "/v1/accounts/%lld", acc);
+    tap_is_int(api("GET", path, NULL, &b), 200, "GET the account");
+    tap_contains(b, "\"fields\": [\"comments\", \"messages\"]",
+                 "subscription.fields shows what Meta holds");
+    tap_contains(b, "\"last_error\": null", "no last_error");
+    tap_ok(strstr(b, "\"last_checked_at\": null") == NULL, "last_checked_at is set");
+    free(b);
+    struct fg_match sub_post = {FG_SUBSCRIBE, IG_NODE, NULL};
+    struct fg_match sub_get = {FG_SUBSCRIBED_GET, IG_NODE, NULL};
+    tap_is_int(fg_count(ig, sub_post), 1, "one POST subscribed_apps");
+    tap_ok(fg_count(ig, sub_get) >= 2, "the edge was read before and after writing");
+    size_t n;
+    struct fg_request *rq = fg_requests(ig, &n);
+    bool seen_post = false;
+    for (size_t i = 0; i < n; i++) {
+        if (rq[i].kind != FG_SUBSCRIBE)
+            continue;
+        seen_post = true;
+        tap_is_str(rq[i].path, "/v25.0/" IG_NODE "/subscribed_apps", "the POST's path");
+        tap_is_str(rq[i].query, "subscribed_fields=comments,messages", "the POST's fields");
+        tap_is_int(rq[i].status, 200, "Meta answered the POST 200");
+    }
+    fg_requests_free(rq, n);
+    tap_ok(seen_post, "the POST was recorded");
+
+    /* ---- changing the fields ---- */
+    snprintf(path, sizeof(path), "/v1/accounts/%lld/subscribed_fields", acc);
+    tap_is_int(
+        api("PUT", path, "{\"subscribed_fields\":[\"messages\",\"message_reactions\"]}", NULL), 200,
+        "fields changed");
+    tap_ok(fg_wait_fields(ig, IG_NODE, "message_reactions,messages", H_WAIT_MS),
+           "Meta follows the new fields");
+    tap_ok(wait_state(acc, "active"), "active again");
+    tap_ok(h_wait_sql(&db, "{message_reactions,messages}", H_WAIT_MS,
+                      "SELECT sub_fields FROM accounts WHERE id = %lld", acc),
+           "sub_fields follows");
+
+    /* ---- Messenger Platform: the Page's edge, Messenger names ---- */
+    snprintf(json, sizeof(json),
+             "{\"app_id\":%lld,\"ig_id\":\"" FB_IG "\",\"page_id\":\"" PAGE_NODE "\","
+             "\"login_type\":\"messenger_platform\",\"access_token\":\"" FB_TOKEN "\","
+             "\"subscribed_fields\":[\"messages\",\"messaging_seen\"]}",
+             app);
+    tap_is_int(api("POST", "/v1/accounts", json, &b), 201, "a Messenger-Platform account");
+    long long acc_fb = h_json_num(b, "id");
+    free(b);
+    tap_ok(fg_wait_fields(fb, PAGE_NODE, "message_reads,messages", H_WAIT_MS),
+           "the Page edge gets Messenger names (message_reads for messaging_seen)");
+    tap_ok(wait_state(acc_fb, "active"), "the Messenger-Platform account becomes active");
+    tap_ok(h_wait_sql(&db, "{messages,messaging_seen}", H_WAIT_MS,
+                      "SELECT sub_fields FROM accounts WHERE id = %lld", acc_fb),
+           "sub_fields shows our names");
+    tap_is_int(fg_count(ig, (struct fg_match){FG_ANY, PAGE_NODE, NULL}), 0,
+               "nothing about the Page went to graph.instagram.com");
+
+    /* ---- one field name Meta does not take fails the whole call ---- */
+    fg_set_valid_fields(ig, "comments,messages");
+    fg_set_fields(ig, IG_NODE, "messages"); /* so the job must POST */
+    tap_is_int(
+        api("PUT", path, "{\"subscribed_fields\":[\"messages\",\"message_reactions\"]}", NULL), 200,
+        "fields written again");
+    tap_ok(wait_state(acc, "failed"), "a refused field name leaves the subscription failed");
+    char *err = h_db_text(&db,
+                          "SELECT sub_error->>'code' || ' ' || (sub_error->>'class') ||"
+                          " ' ' || (sub_error->>'message') FROM accounts WHERE id = %lld",
+                          acc);
+    tap_contains(err, "100 permanent (#100) Param subscribed_fields",
+                 "last_error holds Meta's code 100 and message");
+    tap_diag("last_error: %s", err);
+    free(err);
+    tap_is_str(last_job(acc), "failed 1",
+               "a permanent error fails the job at once, after one attempt");
+    fg_set_valid_fields(ig, NULL);
+
+    /* ---- a temporary failure is retried with backoff ---- */
+    fg_reset_records(ig);
+    fg_fail(ig, sub_post, FG_HTTP_500, 2);
+    tap_is_int(api("PUT", path, "{\"subscribed_fields\":[\"messages\",\"comments\"]}", NULL), 200,
+               "fields written again");
+    tap_ok(wait_state(acc, "active"), "after two HTTP 500s the subscription becomes active");
+    tap_ok(fg_wait_fields(ig, IG_NODE, "comments,messages", H_WAIT_MS), "Meta holds them");
+    tap_is_str(last_job(acc), "succeeded 3", "the job succeeded at its third attempt");
+    rq = fg_requests(ig, &n);
+    int64_t posts[3];
+    int np = 0;
+    for (size_t i = 0; i < n && np < 3; i++)
+        if (rq[i].kind == FG_SUBSCRIBE)
+            posts[np++] = rq[i].arrived_us;
+    fg_requests_free(rq, n);
+    tap_is_int(np, 3, "three POSTs");
+    if (np == 3) {
+        /* HUBBUB_JOB_BACKOFF=100ms: the first retry waits 50-100 ms, the
+         * second 100-200 ms (equal jitter); only lower bounds are checked. */
+        int64_t gap1 = (posts[1] - posts[0]) / 1000, gap2 = (posts[2] - posts[1]) / 1000;
+        tap_ok(gap1 >= 45, "the first retry waited (%lld ms)", (long long)gap1);
+        tap_ok(gap2 >= 95, "the second retry waited longer (%lld ms)", (long long)gap2);
+    }
+
+    /* ---- drift: Meta loses a field; the periodic check repairs it ---- */
+    fg_set_fields(ig, IG_NODE, "comments");
+    tap_ok(fg_wait_fields(ig, IG_NODE, "comments,messages", H_WAIT_MS),
+           "the periodic check writes the missing field back");
+    tap_ok(wait_state(acc, "active"), "still active after the repair");
+
+    /* ---- a rejected token holds the account until a new one comes ---- */
+    fg_set_token(ig, IG_NODE, NULL);
+    tap_is_int(api("PUT", path, "{\"subscribed_fields\":[\"messages\"]}", NULL), 200,
+               "fields changed while the token is dead");
+    tap_ok(wait_state(acc, "token_invalid"), "code 190 marks the account token_invalid");
+    tap_ok(h_wait_sql(&db, "queued", H_WAIT_MS,
+                      "SELECT state FROM jobs WHERE account_id = %lld AND kind = 'subscribe'"
+                      " ORDER BY id DESC LIMIT 1",
+                      acc),
+           "its job is held, queued");
+    long before = fg_count(ig, (struct fg_match){FG_ANY, IG_NODE, NULL});
+    h_sleep_ms(500); /* several poll intervals: the held job must not run */
+    tap_is_int(fg_count(ig, (struct fg_match){FG_ANY, IG_NODE, NULL}), before,
+               "no call is made while the token is invalid");
+    fg_set_token(ig, IG_NODE, IG_TOKEN2);
+    snprintf(path, sizeof(path), "/v1/accounts/%lld", acc);
+    tap_is_int(api("PATCH", path, "{\"access_token\":\"" IG_TOKEN2 "\"}", NULL), 200,
+               "a new token");
+    tap_ok(wait_state(acc, "active"), "the new token releases the job: active");
+    tap_ok(fg_wait_fields(ig, IG_NODE, "messages", H_WAIT_MS), "and Meta holds the new fields");
+    check_tokens(ig, "instagram");
+    check_tokens(fb, "facebook");
+
+    /* ---- deleting the account unsubscribes ---- */
+    tap_is_int(api("DELETE", path, NULL, NULL), 204, "account deleted");
+    tap_ok(fg_wait_requests(ig, (struct fg_match){FG_UNSUBSCRIBE, IG_NODE, NULL}, 1, H_WAIT_MS),
+           "a DELETE reached the edge");
+    tap_ok(fg_wait_fields(ig, IG_NODE, NULL, H_WAIT_MS), "Meta holds no fields any more");
+    tap_ok(h_wait_sql(&db, "succeeded", H_WAIT_MS,
+                      "SELECT state FROM jobs WHERE kind = 'unsubscribe' ORDER BY id DESC LIMIT 1"),
+           "the unsubscribe job succeeded");
+
+    /* No token in the server's log, whatever happened. */
+    char *log = h_server_log(&srv);
+    tap_ok(strstr(log, IG_TOKEN) == NULL && strstr(log, IG_TOKEN2) == NULL &&
+               strstr(log, FB_TOKEN) == NULL,
+           "no access token in the server log");
+    free(log);
+
+    tap_is_int(h_server_stop(&srv, SIGTERM), 0, "server exits 0");
+    fg_stop(ig);
+    fg_stop(fb);
+    h_db_drop(&db);
+    return tap_done();
+}
