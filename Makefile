@@ -5,7 +5,8 @@
 #   make asan    the test suite built with AddressSanitizer and UBSan
 #   make fuzz    libFuzzer over the payload splitter for FUZZ_SECONDS
 #   make bench   wrk against hubbub and against a trivial h2o handler, then
-#                the admin API's event queries over 10M events (BENCH_API=0: not)
+#                the admin API's event queries over 10M events (BENCH_API=0: not),
+#                then 10 000 reply jobs drained by the worker pool (BENCH_JOBS=0: not)
 #   make lint    clang-format check and banned functions
 
 BUILD ?= build
@@ -81,6 +82,12 @@ $(BUILD)/tests/integration/%: tests/integration/%.c $(INTEG_LIB) $(BUILD)/libhub
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -DHB_SOURCE_DIR='"$(CURDIR)"' -o $@ $< $(INTEG_LIB) $(BUILD)/libhubbub.a $(LDLIBS_ALL)
 
+# The worker pool's benchmark (tests/bench/run-jobs) is linked like an
+# integration test: the harness and the fake Graph API before libhubbub.a.
+$(BUILD)/tests/bench/jobs: tests/bench/jobs.c $(INTEG_LIB) $(BUILD)/libhubbub.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -DHB_SOURCE_DIR='"$(CURDIR)"' -o $@ $< $(INTEG_LIB) $(BUILD)/libhubbub.a $(LDLIBS_ALL)
+
 test-bins: $(BUILD)/hubbub $(UNIT_BIN) $(INTEG_BIN)
 
 run: deps
@@ -113,6 +120,7 @@ bench: deps
 	@$(MAKE) --no-print-directory all
 	@tests/bench/run
 	@[ "$${BENCH_API:-1}" = 0 ] || tests/bench/run-api
+	@[ "$${BENCH_JOBS:-1}" = 0 ] || tests/bench/run-jobs
 
 lint:
 	@ops/lint
