@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "db/jobs.h"
 #include "lib/base64url.h"
 #include "lib/hb.h"
 #include "lib/hex.h"
@@ -156,6 +157,17 @@ void tenants_delete(struct api_call *call, PGconn *c)
     const char *params[] = {id};
     if (!api_begin(call, c))
         return;
+    /* Meta keeps sending for the tenant's accounts until they are
+     * unsubscribed: queue that before they go (db/jobs.h). */
+    int rc = db_jobs_enqueue_unsubscribe_tenant(c, call->ids[0]);
+    if (rc != 0) {
+        api_rollback(c);
+        if (rc == HB_EUNAVAILABLE)
+            api_error(call, 503, "unavailable", "the database is unavailable; try again");
+        else
+            api_error(call, 500, "internal", "the unsubscribe jobs could not be queued");
+        return;
+    }
     for (size_t i = 0; i < HB_ARRAY_SIZE(DELETE_STEPS); i++) {
         PGresult *r = api_exec(c, DELETE_STEPS[i], 1, params);
         if (PQresultStatus(r) != PGRES_COMMAND_OK) {

@@ -21,19 +21,24 @@
 #include "lib/hb.h"
 
 /* What keeps a due job waiting, besides its lease: an account waiting for a
- * new token or paused, or an app paused by a rate limit. */
+ * new token or paused, or an app paused by a rate limit. db_jobs_hold() also
+ * moves such jobs' run_at out of the way; this is the check that counts. */
 #define NOT_HELD(j)                                                                                \
     " NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = " j ".account_id"                          \
     "  AND (a.sub_state = 'token_invalid' OR a.paused_until > now()))"                             \
     " AND NOT EXISTS (SELECT 1 FROM apps p WHERE p.id = " j ".app_id AND p.paused_until > now())"
 
+/* A job waits while an earlier job of its key is unfinished, or while any
+ * job of its key runs. */
+#define NO_PREDECESSOR(j)                                                                          \
+    " NOT EXISTS (SELECT 1 FROM jobs e WHERE e.serial_key = " j ".serial_key"                      \
+    "  AND e.state IN ('queued', 'running') AND e.id <> " j ".id"                                  \
+    "  AND (e.id < " j ".id OR e.state = 'running'))"
+
 static const char CLAIM_SQL[] =
     "WITH c AS ("
     " SELECT j.id FROM jobs j"
-    " WHERE j.state = 'queued' AND j.run_at <= now()"
-    "  AND NOT EXISTS (SELECT 1 FROM jobs e WHERE e.serial_key = j.serial_key"
-    "   AND e.state IN ('queued', 'running') AND e.id < j.id)"
-    "  AND" NOT_HELD(
+    " WHERE j.state = 'queued' AND j.run_at <= now() AND" NO_PREDECESSOR("j") " AND" NOT_HELD(
         "j") " ORDER BY j.run_at, j.id LIMIT 1 FOR UPDATE OF j SKIP LOCKED"
              ")"
              " UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_owner = $1,"
@@ -44,6 +49,18 @@ static const char CLAIM_SQL[] =
              "  coalesce(jobs.account_id, -1), coalesce(jobs.message_id, -1), jobs.lease_token,"
              "  jobs.attempts, (extract(epoch FROM jobs.created_at) * 1000000)::bigint,"
              "  jobs.payload::text";
+#define CLAIM_STMT "hb_jobs_claim"
+
+/* Producers lock the serial key of what they queue until they commit, so
+ * that the ids of one key, which order its jobs, are also in commit order:
+ * otherwise a later id could commit first and run before the earlier one. */
+#define SERIAL_LOCK(key) "pg_advisory_xact_lock(1751343729, hashtext(" key "))"
+
+/* A new job of an account that waits for a token, or is paused, starts out
+ * not due, like the account's queued ones (db_jobs_hold()). */
+#define FIRST_RUN_AT(a, p)                                                                         \
+    "CASE WHEN " a ".sub_state = 'token_invalid' THEN 'infinity'::timestamptz"                     \
+    " ELSE greatest(now(), " a ".paused_until, " p ".paused_until) END"
 
 static int64_t num(const PGresult *r, int row, int col)
 {
@@ -76,14 +93,22 @@ int db_jobs_enqueue_send(PGconn *c, int64_t account_id, int64_t message_id,
     fmt_id(acc, account_id);
     fmt_id(msg, message_id);
     const char *params[] = {acc, msg, recipient_id};
-    PGresult *r =
-        exec(c,
-             "INSERT INTO jobs (kind, tenant_id, app_id, account_id, message_id, serial_key)"
-             " SELECT 'send', tenant_id, app_id, id, $2::bigint,"
-             "  'msg:' || id || ':' || $3::text"
-             " FROM accounts WHERE id = $1::bigint"
-             " RETURNING id, pg_notify('" DB_JOBS_CHANNEL "', '')",
-             3, params);
+    PGresult *r = exec(
+        c,
+        "WITH l AS (SELECT " SERIAL_LOCK(
+            "'msg:' || $1 || ':' || $3::text") ")"
+                                               " INSERT INTO jobs (kind, tenant_id, app_id, "
+                                               "account_id, message_id,"
+                                               "  serial_key, run_at)"
+                                               " SELECT 'send', a.tenant_id, a.app_id, a.id, "
+                                               "$2::bigint,"
+                                               "  'msg:' || a.id || ':' || $3::text, " FIRST_RUN_AT(
+                                                   "a",
+                                                   "p") " FROM l, accounts a JOIN apps p ON p.id = "
+                                                        "a.app_id WHERE a.id = $1::bigint"
+                                                        " RETURNING id, pg_notify('" DB_JOBS_CHANNEL
+                                                        "', '')",
+        3, params);
     int rc = check(c, r);
     if (rc == 0 && PQntuples(r) != 1)
         rc = HB_ENOTFOUND;
@@ -100,21 +125,69 @@ int db_jobs_enqueue_subscribe(PGconn *c, int64_t account_id)
     const char *params[] = {acc};
     /* A queued job is made due now with its attempts reset; otherwise a new
      * one is queued (a running one finishes with what it read, and the new
-     * one runs after it, reading the account afresh). */
-    PGresult *r = exec(c,
-                       "WITH q AS ("
-                       " UPDATE jobs SET run_at = now(), attempts = 0"
-                       " WHERE account_id = $1::bigint AND kind = 'subscribe' AND state = 'queued'"
-                       " RETURNING id"
-                       "), i AS ("
-                       " INSERT INTO jobs (kind, tenant_id, app_id, account_id, serial_key)"
-                       " SELECT 'subscribe', tenant_id, app_id, id, 'sub:' || id"
-                       " FROM accounts WHERE id = $1::bigint AND NOT EXISTS (SELECT 1 FROM q)"
-                       " RETURNING id"
-                       ")"
-                       " SELECT pg_notify('" DB_JOBS_CHANNEL "', ''),"
-                       "  (SELECT count(*) FROM q) + (SELECT count(*) FROM i)",
-                       1, params);
+     * one runs after it, reading the account afresh). A new token or new
+     * fields also release the account's jobs held for a dead token (the API
+     * has set its sub_state back to pending in the same transaction). */
+    PGresult *r = exec(
+        c,
+        "WITH l AS (SELECT " SERIAL_LOCK(
+            "'sub:' || $1") "), h AS ("
+                            " UPDATE jobs SET run_at = now() FROM l"
+                            " WHERE account_id = $1::bigint AND state = 'queued'"
+                            "  AND run_at = 'infinity'"
+                            "), q AS ("
+                            " UPDATE jobs SET run_at = now(), attempts = 0 FROM l"
+                            " WHERE account_id = $1::bigint AND kind = 'subscribe' AND state = "
+                            "'queued'"
+                            " RETURNING id"
+                            "), i AS ("
+                            " INSERT INTO jobs (kind, tenant_id, app_id, account_id, serial_key)"
+                            " SELECT 'subscribe', tenant_id, app_id, id, 'sub:' || id"
+                            " FROM l, accounts WHERE id = $1::bigint AND NOT EXISTS (SELECT 1 FROM "
+                            "q)"
+                            " RETURNING id"
+                            ")"
+                            " SELECT pg_notify('" DB_JOBS_CHANNEL "', ''),"
+                            "  (SELECT count(*) FROM q) + (SELECT count(*) FROM i)",
+        1, params);
+    int rc = check(c, r);
+    PQclear(r);
+    return rc;
+}
+
+/* Queues unsubscribe jobs for the accounts "WHERE a.<column> = $1" and drops
+ * their queued subscribe jobs (a running one finishes first: the
+ * unsubscribe job waits behind it by serial key). */
+static int enqueue_unsubscribe(PGconn *c, const char *column, int64_t id)
+{
+    char v[24], sql[2048];
+    fmt_id(v, id);
+    const char *params[] = {v};
+    /* Everything the DELETE needs, since the account and maybe the app are
+     * gone when it runs. The sealed token keeps its context (app id and ig
+     * id, both in the payload), so it opens only for this account. */
+    snprintf(
+        sql, sizeof(sql),
+        "WITH a AS ("
+        " SELECT a.*, " SERIAL_LOCK(
+            "'sub:' || a.id") " FROM accounts a WHERE a.%s = $1::bigint"
+                              "), d AS ("
+                              " DELETE FROM jobs j USING a WHERE j.account_id = a.id AND j.kind = "
+                              "'subscribe'"
+                              "  AND j.state = 'queued'"
+                              ")"
+                              " INSERT INTO jobs (kind, tenant_id, app_id, serial_key, payload)"
+                              " SELECT 'unsubscribe', a.tenant_id, a.app_id, 'sub:' || a.id,"
+                              "  jsonb_build_object('account_id', a.id, 'ig_id', a.ig_id, "
+                              "'page_id', a.page_id,"
+                              "   'login_type', a.login_type, 'access_token_sealed', "
+                              "a.access_token_sealed,"
+                              "   'graph_api_version', p.graph_api_version, 'meta_app_id', "
+                              "p.meta_app_id)"
+                              " FROM a JOIN apps p ON p.id = a.app_id"
+                              " RETURNING pg_notify('" DB_JOBS_CHANNEL "', '')",
+        column);
+    PGresult *r = exec(c, sql, 1, params);
     int rc = check(c, r);
     PQclear(r);
     return rc;
@@ -122,26 +195,12 @@ int db_jobs_enqueue_subscribe(PGconn *c, int64_t account_id)
 
 int db_jobs_enqueue_unsubscribe(PGconn *c, int64_t account_id)
 {
-    char acc[24];
-    fmt_id(acc, account_id);
-    const char *params[] = {acc};
-    /* Everything the DELETE needs, since the account and maybe the app are
-     * gone when it runs. The sealed token keeps its context (app id and ig
-     * id, both in the payload), so it opens only for this account. The
-     * serial key is the account's, so it runs after a pending subscribe. */
-    PGresult *r =
-        exec(c,
-             "INSERT INTO jobs (kind, tenant_id, app_id, serial_key, payload)"
-             " SELECT 'unsubscribe', a.tenant_id, a.app_id, 'sub:' || a.id,"
-             "  jsonb_build_object('account_id', a.id, 'ig_id', a.ig_id, 'page_id', a.page_id,"
-             "   'login_type', a.login_type, 'access_token_sealed', a.access_token_sealed,"
-             "   'graph_api_version', p.graph_api_version, 'meta_app_id', p.meta_app_id)"
-             " FROM accounts a JOIN apps p ON p.id = a.app_id WHERE a.id = $1::bigint"
-             " RETURNING pg_notify('" DB_JOBS_CHANNEL "', '')",
-             1, params);
-    int rc = check(c, r);
-    PQclear(r);
-    return rc;
+    return enqueue_unsubscribe(c, "id", account_id);
+}
+
+int db_jobs_enqueue_unsubscribe_tenant(PGconn *c, int64_t tenant_id)
+{
+    return enqueue_unsubscribe(c, "tenant_id", tenant_id);
 }
 
 int db_jobs_enqueue_checks(PGconn *c, int64_t older_than_ms, int *queued)
@@ -149,7 +208,8 @@ int db_jobs_enqueue_checks(PGconn *c, int64_t older_than_ms, int *queued)
     char ms[24];
     fmt_id(ms, older_than_ms);
     const char *params[] = {ms};
-    /* pg_try_advisory_xact_lock: when another process is doing it, skip. */
+    /* pg_try_advisory_xact_lock: when another process is doing it, skip; an
+     * account being changed right now (its key locked) gets its own job. */
     PGresult *r =
         exec(c,
              "WITH i AS ("
@@ -160,6 +220,7 @@ int db_jobs_enqueue_checks(PGconn *c, int64_t older_than_ms, int *queued)
              "   OR a.sub_checked_at < now() - $1::bigint * interval '1 millisecond')"
              "  AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.serial_key = 'sub:' || a.id"
              "   AND j.state IN ('queued', 'running'))"
+             "  AND pg_try_advisory_xact_lock(1751343729, hashtext('sub:' || a.id))"
              " RETURNING 1"
              ")"
              " SELECT count(*), CASE WHEN count(*) > 0"
@@ -183,7 +244,18 @@ int db_jobs_claim(PGconn *c, const char *owner, int64_t lease_ms, struct job *ou
     char lease[24];
     fmt_id(lease, lease_ms);
     const char *params[] = {owner, lease};
-    PGresult *r = exec(c, CLAIM_SQL, 2, params);
+    /* Prepared once per connection: planning the claim costs more than
+     * running it. */
+    PGresult *r = PQexecPrepared(c, CLAIM_STMT, 2, params, NULL, NULL, 0);
+    if (strcmp(db_sqlstate(r), "26000") == 0) { /* not prepared on this connection yet */
+        PQclear(r);
+        r = PQprepare(c, CLAIM_STMT, CLAIM_SQL, 2, NULL);
+        int prc = check(c, r);
+        PQclear(r);
+        if (prc != 0)
+            return prc;
+        r = PQexecPrepared(c, CLAIM_STMT, 2, params, NULL, NULL, 0);
+    }
     int rc = check(c, r);
     if (rc != 0 || PQntuples(r) == 0)
         goto out;
@@ -290,16 +362,13 @@ int db_jobs_finish(PGconn *c, const struct job *j, const char *final_state, cons
 
 int db_jobs_next_due_ms(PGconn *c, int64_t *ms)
 {
-    /* The earliest future time a queued job could be claimed, counting
-     * pauses. Jobs due now but not claimable wait for what blocks them: an
-     * earlier job of their key (its end NOTIFYs) or a new token (NOTIFYs). */
-    PGresult *r = PQexec(
-        c, "SELECT (extract(epoch FROM min(greatest(j.run_at, a.paused_until, p.paused_until))"
-           " - now()) * 1000)::bigint"
-           " FROM jobs j LEFT JOIN accounts a ON a.id = j.account_id"
-           " LEFT JOIN apps p ON p.id = j.app_id"
-           " WHERE j.state = 'queued' AND (a.id IS NULL OR a.sub_state <> 'token_invalid')"
-           "  AND greatest(j.run_at, a.paused_until, p.paused_until) > now()");
+    /* The earliest future run_at: pauses have moved their jobs' run_at, and
+     * jobs held for a new token sit at 'infinity'. Jobs due now but not
+     * claimable wait for what blocks them: an earlier job of their key (its
+     * end NOTIFYs) or a new token (NOTIFYs). */
+    PGresult *r = PQexec(c, "SELECT (extract(epoch FROM min(run_at) - now()) * 1000)::bigint"
+                            " FROM jobs WHERE state = 'queued' AND run_at > now()"
+                            "  AND run_at < 'infinity'");
     int rc = check(c, r);
     if (rc == 0) {
         if (PQgetisnull(r, 0, 0)) {
@@ -309,6 +378,26 @@ int db_jobs_next_due_ms(PGconn *c, int64_t *ms)
             *ms = v < 0 ? 0 : v;
         }
     }
+    PQclear(r);
+    return rc;
+}
+
+int db_jobs_hold(PGconn *c, bool is_app, int64_t id, int64_t until_ms)
+{
+    char v[24], ms[24];
+    fmt_id(v, id);
+    fmt_id(ms, until_ms);
+    const char *params[] = {v, ms};
+    PGresult *r = exec(c,
+                       is_app ? "UPDATE jobs SET run_at = greatest(run_at,"
+                                " now() + $2::bigint * interval '1 millisecond')"
+                                " WHERE app_id = $1::bigint AND state = 'queued'"
+                              : "UPDATE jobs SET run_at = CASE WHEN $2::bigint < 0"
+                                " THEN 'infinity'::timestamptz ELSE greatest(run_at,"
+                                " now() + $2::bigint * interval '1 millisecond') END"
+                                " WHERE account_id = $1::bigint AND state = 'queued'",
+                       2, params);
+    int rc = check(c, r);
     PQclear(r);
     return rc;
 }

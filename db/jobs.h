@@ -36,6 +36,8 @@ int db_jobs_enqueue_subscribe(PGconn *c, int64_t account_id);
 /* Queues the DELETE of the account's subscription; call before deleting the
  * account row. The job carries the ids, version and sealed token it needs. */
 int db_jobs_enqueue_unsubscribe(PGconn *c, int64_t account_id);
+/* The same for every account of a tenant, before the tenant is deleted. */
+int db_jobs_enqueue_unsubscribe_tenant(PGconn *c, int64_t tenant_id);
 /* Queues subscribe jobs for active accounts last checked before
  * older_than_ms ago that have none queued or running (drift check). Several
  * processes may call it at once: an advisory lock makes one of them do it.
@@ -80,5 +82,11 @@ int db_jobs_finish(PGconn *c, const struct job *j, const char *final_state, cons
 /* *ms gets the milliseconds until the next queued job becomes due, or -1
  * when none will by time alone; lets an idle worker sleep just long enough. */
 int db_jobs_next_due_ms(PGconn *c, int64_t *ms);
+
+/* Moves the queued jobs of an account (or, with is_app, an app) out of the
+ * claim's way: to until_ms from now for a pause, or (until_ms < 0, accounts
+ * only) until db_jobs_enqueue_subscribe() releases them with a new token.
+ * The claim checks holds anyway; this keeps it from walking past them. */
+int db_jobs_hold(PGconn *c, bool is_app, int64_t id, int64_t until_ms);
 
 #endif

@@ -37,6 +37,11 @@ const char *job_graph_base(const struct job_env *env, const char *login_type)
                                                       : env->cfg->graph_facebook_url;
 }
 
+static bool is_too_old(const struct job_env *env, const struct job *j)
+{
+    return now_us() - j->created_at_us >= env->cfg->job_max_age_ms * 1000;
+}
+
 static void log_lost(const struct job *j)
 {
     log_warn("job lease lost; its outcome is dropped", "job=%" PRId64 " kind=%s", j->id, j->kind);
@@ -46,7 +51,7 @@ bool job_may_retry(const struct job_env *env, const struct job *j)
 {
     if (j->attempts >= env->cfg->job_max_attempts)
         return false;
-    return now_us() - j->created_at_us < env->cfg->job_max_age_ms * 1000;
+    return !is_too_old(env, j);
 }
 
 static void retry_or_die(struct job_env *env, struct job *j, const char *error_json)
@@ -67,42 +72,61 @@ static void retry_or_die(struct job_env *env, struct job *j, const char *error_j
         log_lost(j);
 }
 
-/* Pauses the account (or the app) of j for ms. */
+/* The statements below change an account or app only while j still holds
+ * its lease: a worker that lost it must not pause or hold anything. */
+#define LEASED                                                                                     \
+    " AND EXISTS (SELECT 1 FROM jobs WHERE id = $3::bigint AND lease_token = $4::bigint"           \
+    "  AND state = 'running')"
+
+/* Pauses the account (or the app) of j for ms, and moves its queued jobs
+ * out of the claim's way. */
 static void pause(struct job_env *env, const struct job *j, bool is_app, int64_t ms)
 {
-    char id[24], delay[24];
-    snprintf(id, sizeof(id), "%" PRId64, is_app ? j->app_id : j->account_id);
+    char id[24], delay[24], job[24], token[24];
+    int64_t target = is_app ? j->app_id : j->account_id;
+    snprintf(id, sizeof(id), "%" PRId64, target);
     snprintf(delay, sizeof(delay), "%" PRId64, ms);
-    const char *params[] = {id, delay};
-    const char *sql = is_app
-                          ? "UPDATE apps SET paused_until = greatest(paused_until,"
-                            " now() + $2::bigint * interval '1 millisecond') WHERE id = $1::bigint"
-                          : "UPDATE accounts SET paused_until = greatest(paused_until,"
-                            " now() + $2::bigint * interval '1 millisecond') WHERE id = $1::bigint";
-    PGresult *r = PQexecParams(env->conn, sql, 2, NULL, params, NULL, NULL, 0);
+    snprintf(job, sizeof(job), "%" PRId64, j->id);
+    snprintf(token, sizeof(token), "%" PRId64, j->lease_token);
+    const char *params[] = {id, delay, job, token};
+    const char *sql =
+        is_app ? "UPDATE apps SET paused_until = greatest(paused_until,"
+                 " now() + $2::bigint * interval '1 millisecond') WHERE id = $1::bigint" LEASED
+               : "UPDATE accounts SET paused_until = greatest(paused_until,"
+                 " now() + $2::bigint * interval '1 millisecond') WHERE id = $1::bigint" LEASED;
+    PGresult *r = PQexecParams(env->conn, sql, 4, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_COMMAND_OK)
         log_warn("could not record a rate-limit pause", "job=%" PRId64 " sqlstate=%s", j->id,
                  db_sqlstate(r));
+    else if (strcmp(PQcmdTuples(r), "1") == 0)
+        db_jobs_hold(env->conn, is_app, target, ms);
     PQclear(r);
 }
 
-static void hold_for_token(struct job_env *env, const struct job *j, const char *error_json)
+/* Marks the account token_invalid if token_sealed is still its token, and
+ * holds its queued jobs until a new one comes. */
+static void hold_for_token(struct job_env *env, const struct job *j, const char *error_json,
+                           const char *token_sealed)
 {
-    char id[24];
+    char id[24], job[24], token[24];
     snprintf(id, sizeof(id), "%" PRId64, j->account_id);
-    const char *params[] = {id, error_json};
+    snprintf(job, sizeof(job), "%" PRId64, j->id);
+    snprintf(token, sizeof(token), "%" PRId64, j->lease_token);
+    const char *params[] = {id, error_json, job, token, token_sealed};
     PGresult *r = PQexecParams(env->conn,
                                "UPDATE accounts SET sub_state = 'token_invalid',"
-                               " sub_error = $2::jsonb WHERE id = $1::bigint",
-                               2, NULL, params, NULL, NULL, 0);
+                               " sub_error = $2::jsonb WHERE id = $1::bigint"
+                               " AND access_token_sealed = $5" LEASED,
+                               5, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_COMMAND_OK)
         log_warn("could not mark an account's token invalid", "account=%" PRId64 " sqlstate=%s",
                  j->account_id, db_sqlstate(r));
+    else if (strcmp(PQcmdTuples(r), "1") == 0)
+        db_jobs_hold(env->conn, false, j->account_id, -1);
     PQclear(r);
 }
 
-enum graph_class job_fail(struct job_env *env, struct job *j, const struct graph_response *resp,
-                          struct buf *error_json)
+enum graph_class job_classify(const struct graph_response *resp, struct buf *error_json)
 {
     struct graph_error e;
     bool has_error = graph_error_parse(resp->body.data, resp->body.len, &e);
@@ -111,24 +135,50 @@ enum graph_class job_fail(struct job_env *env, struct job *j, const struct graph
     buf_reset(error_json);
     graph_error_json(error_json, resp->http_status, cls, has_error ? &e : NULL,
                      resp->http_status == 0 ? resp->error : NULL);
-    const char *err = error_json->data;
-    int64_t pause_ms =
-        graph_usage_pause_ms(resp->buc_usage, resp->app_usage, env->cfg->graph_rate_pause_ms,
-                             env->cfg->graph_max_pause_ms);
-    int rc = 1;
+    return cls;
+}
+
+bool job_is_final(const struct job_env *env, const struct job *j, enum graph_class cls)
+{
     switch (cls) {
     case GRAPH_OK:
     case GRAPH_TEMPORARY:
-        retry_or_die(env, j, err);
-        return cls;
+        return !job_may_retry(env, j);
     case GRAPH_APP_RATE_LIMIT:
+    case GRAPH_ACCOUNT_RATE_LIMIT:
+    case GRAPH_POLICY_BLOCK:
+        return is_too_old(env, j);
+    case GRAPH_TOKEN_INVALID:
+        return j->account_id <= 0;
+    case GRAPH_PERMANENT:
+    default:
+        return true;
+    }
+}
+
+void job_apply(struct job_env *env, struct job *j, enum graph_class cls,
+               const struct graph_response *resp, const char *err, const char *token_sealed)
+{
+    int64_t pause_ms =
+        graph_usage_pause_ms(resp->buc_usage, resp->app_usage, env->cfg->graph_rate_pause_ms,
+                             env->cfg->graph_max_pause_ms);
+    bool is_rate =
+        cls == GRAPH_APP_RATE_LIMIT || cls == GRAPH_ACCOUNT_RATE_LIMIT || cls == GRAPH_POLICY_BLOCK;
+    int rc = 1;
+    if (is_rate && is_too_old(env, j)) {
+        /* Paused past HUBBUB_JOB_MAX_AGE: a reply that late is no reply. */
+        rc = db_jobs_finish(env->conn, j, "dead", err);
+        log_warn("job given up: rate-limited past its maximum age", "job=%" PRId64 " kind=%s",
+                 j->id, j->kind);
+    } else if (cls == GRAPH_OK || cls == GRAPH_TEMPORARY) {
+        retry_or_die(env, j, err);
+        return;
+    } else if (cls == GRAPH_APP_RATE_LIMIT) {
         pause(env, j, true, pause_ms);
         rc = db_jobs_retry(env->conn, j, pause_ms, false, err);
         log_warn("Graph API app rate limit; pausing the app's calls",
                  "app=%" PRId64 " pause_ms=%" PRId64, j->app_id, pause_ms);
-        break;
-    case GRAPH_ACCOUNT_RATE_LIMIT:
-    case GRAPH_POLICY_BLOCK:
+    } else if (cls == GRAPH_ACCOUNT_RATE_LIMIT || cls == GRAPH_POLICY_BLOCK) {
         if (cls == GRAPH_POLICY_BLOCK)
             pause_ms = env->cfg->graph_max_pause_ms;
         if (j->account_id > 0)
@@ -137,30 +187,22 @@ enum graph_class job_fail(struct job_env *env, struct job *j, const struct graph
         log_warn(cls == GRAPH_POLICY_BLOCK ? "account temporarily blocked by Meta for policy"
                                            : "Graph API account rate limit; pausing the account",
                  "account=%" PRId64 " pause_ms=%" PRId64, j->account_id, pause_ms);
-        break;
-    case GRAPH_TOKEN_INVALID:
-        if (j->account_id > 0) {
-            hold_for_token(env, j, err);
-            rc = db_jobs_retry(env->conn, j, 0, false, err);
-            log_warn("access token rejected by Meta; the account's jobs wait for a new one",
-                     "account=%" PRId64, j->account_id);
-        } else {
-            rc = db_jobs_finish(env->conn, j, "failed", err);
-        }
-        break;
-    case GRAPH_PERMANENT:
-    default:
+    } else if (cls == GRAPH_TOKEN_INVALID && j->account_id > 0 && token_sealed != NULL) {
+        hold_for_token(env, j, err, token_sealed);
+        rc = db_jobs_retry(env->conn, j, 0, false, err);
+        log_warn("access token rejected by Meta; the account's jobs wait for a new one",
+                 "account=%" PRId64, j->account_id);
+    } else {
         rc = db_jobs_finish(env->conn, j, "failed", err);
-        log_info("job failed", "job=%" PRId64 " kind=%s http_status=%d", j->id, j->kind,
-                 resp->http_status);
-        break;
+        log_info("job failed", "job=%" PRId64 " kind=%s http_status=%d class=%s", j->id, j->kind,
+                 resp->http_status, graph_class_name(cls));
     }
     if (rc == 0)
         log_lost(j);
-    return cls;
 }
 
-void job_fail_local(struct job_env *env, struct job *j, bool is_permanent, const char *message)
+bool job_fail_local(struct job_env *env, struct job *j, bool is_permanent, const char *message,
+                    struct buf *error_json)
 {
     struct buf err;
     buf_init(&err);
@@ -169,20 +211,37 @@ void job_fail_local(struct job_env *env, struct job *j, bool is_permanent, const
     buf_puts(&err, "\",\"message\":");
     json_write_string(&err, message, strlen(message));
     buf_putc(&err, '}');
+    bool is_final = is_permanent || !job_may_retry(env, j);
     if (is_permanent) {
         if (db_jobs_finish(env->conn, j, "failed", err.data) == 0)
             log_lost(j);
     } else {
         retry_or_die(env, j, err.data);
     }
+    if (error_json != NULL) {
+        buf_reset(error_json);
+        buf_append(error_json, err.data, err.len);
+    }
     buf_dispose(&err);
+    return is_final;
 }
 
 void job_run(struct job_env *env, struct job *j)
 {
     if (j->attempts > env->cfg->job_max_attempts) {
         /* Rescued after its last attempt: the worker died running it. */
-        job_fail_local(env, j, true, "the job's last attempt was interrupted");
+        job_fail_local(env, j, true, "the job's last attempt was interrupted", NULL);
+        if (strcmp(j->kind, "subscribe") == 0 && j->account_id > 0) {
+            char id[24];
+            snprintf(id, sizeof(id), "%" PRId64, j->account_id);
+            const char *params[] = {id};
+            PQclear(PQexecParams(env->conn,
+                                 "UPDATE accounts SET sub_state = 'failed', sub_checked_at = now(),"
+                                 " sub_error = '{\"class\":\"permanent\",\"message\":"
+                                 "\"the subscription job was interrupted at its last attempt\"}'"
+                                 " WHERE id = $1::bigint AND sub_state = 'pending'",
+                                 1, NULL, params, NULL, NULL, 0));
+        }
         return;
     }
     if (strcmp(j->kind, "send") == 0)
@@ -192,5 +251,5 @@ void job_run(struct job_env *env, struct job *j)
     else if (strcmp(j->kind, "unsubscribe") == 0)
         job_unsubscribe_run(env, j);
     else
-        job_fail_local(env, j, true, "unknown job kind");
+        job_fail_local(env, j, true, "unknown job kind", NULL);
 }

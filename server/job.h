@@ -51,13 +51,25 @@ void job_send_run(struct job_env *env, struct job *j);
 void job_subscribe_run(struct job_env *env, struct job *j);
 void job_unsubscribe_run(struct job_env *env, struct job *j);
 
-/* Records a failed Graph API call of j by its class (the table above).
- * error_json is what job.last_error shows. Returns the class. */
-enum graph_class job_fail(struct job_env *env, struct job *j, const struct graph_response *resp,
-                          struct buf *error_json);
+/* The class of a failed Graph API answer (PROTOCOL.md section 5), with the
+ * JSON object job.last_error shows written to error_json. Pure. */
+enum graph_class job_classify(const struct graph_response *resp, struct buf *error_json);
+
+/* Whether recording cls for j ends the job (failed or dead) rather than
+ * queueing it again. */
+bool job_is_final(const struct job_env *env, const struct job *j, enum graph_class cls);
+
+/* Records a failed call of class cls for j (the table above); for 190,
+ * marks the account token_invalid only if token_sealed is still its token
+ * (a token replaced meanwhile is not the one Meta refused). */
+void job_apply(struct job_env *env, struct job *j, enum graph_class cls,
+               const struct graph_response *resp, const char *error_json, const char *token_sealed);
+
 /* Records an outcome that is not a Graph API answer: retried like a
- * temporary failure, or failed at once when permanent. */
-void job_fail_local(struct job_env *env, struct job *j, bool is_permanent, const char *message);
+ * temporary failure, or failed at once when permanent. error_json (may be
+ * NULL) gets what job.last_error shows. Returns whether the job ended. */
+bool job_fail_local(struct job_env *env, struct job *j, bool is_permanent, const char *message,
+                    struct buf *error_json);
 
 /* Whether a temporary failure of j may be retried once more: attempts and
  * age below HUBBUB_JOB_MAX_ATTEMPTS and HUBBUB_JOB_MAX_AGE. */

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "api/json.h"
+#include "db/messages.h"
 #include "db/pool.h"
 #include "lib/hb.h"
 #include "lib/log.h"
@@ -50,26 +51,6 @@ static bool message_id_of(const struct graph_response *resp, struct buf *out)
     return ok && out->len > 0;
 }
 
-/* Stores message_id, and links the echo webhook if it came first. */
-static int store_sent(struct job_env *env, const struct job *j, const char *mid)
-{
-    char id[24];
-    snprintf(id, sizeof(id), "%" PRId64, j->message_id);
-    const char *params[] = {id, mid};
-    PGresult *r = PQexecParams(
-        env->conn,
-        "UPDATE messages m SET meta_message_id = $2, sent_at = now(),"
-        " echo_event_id = coalesce(m.echo_event_id, (SELECT e.id FROM events e"
-        "  WHERE e.tenant_id = m.tenant_id AND e.field = 'message_echoes'"
-        "  AND e.payload @> jsonb_build_object('message', jsonb_build_object('mid', $2::text))"
-        "  ORDER BY e.id LIMIT 1))"
-        " WHERE m.id = $1::bigint AND m.meta_message_id IS NULL",
-        2, NULL, params, NULL, NULL, 0);
-    int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : db_result_rc(env->conn, r);
-    PQclear(r);
-    return rc;
-}
-
 void job_send_run(struct job_env *env, struct job *j)
 {
     struct buf token, url, mid, err;
@@ -81,11 +62,11 @@ void job_send_run(struct job_env *env, struct job *j)
     memset(&resp, 0, sizeof(resp));
     PGresult *r = load(env, j);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        job_fail_local(env, j, false, "the message could not be read");
+        job_fail_local(env, j, false, "the message could not be read", NULL);
         goto out;
     }
     if (PQntuples(r) == 0) {
-        job_fail_local(env, j, true, "the message or its account was deleted");
+        job_fail_local(env, j, true, "the message or its account was deleted", NULL);
         goto out;
     }
     if (!PQgetisnull(r, 0, C_MID)) {
@@ -105,7 +86,7 @@ void job_send_run(struct job_env *env, struct job *j)
         /* A missing key may be loaded again by the operator; a tampered
          * value will not heal. */
         job_fail_local(env, j, rc != HB_ENOTFOUND,
-                       "the account's access token cannot be decrypted with the loaded keys");
+                       "the account's access token cannot be decrypted with the loaded keys", NULL);
         goto out;
     }
     buf_printf(&url, "%s/%s/%s/messages", job_graph_base(env, login), PQgetvalue(r, 0, C_VERSION),
@@ -115,7 +96,8 @@ void job_send_run(struct job_env *env, struct job *j)
                        strlen(body), &resp);
     explicit_bzero(token.data, token.len);
     if (rc == HB_EINVAL) {
-        job_fail_local(env, j, true, "the Send API request could not be built from the account");
+        job_fail_local(env, j, true, "the Send API request could not be built from the account",
+                       NULL);
         goto out;
     }
     struct graph_error e;
@@ -124,10 +106,11 @@ void job_send_run(struct job_env *env, struct job *j)
         if (!message_id_of(&resp, &mid)) {
             /* Accepted, but we cannot tell by what id: sending again would
              * surely duplicate it. */
-            job_fail_local(env, j, true, "the Send API accepted the message without a message_id");
+            job_fail_local(env, j, true, "the Send API accepted the message without a message_id",
+                           NULL);
             goto out;
         }
-        if (store_sent(env, j, mid.data) != 0) {
+        if (db_messages_store_sent(env->conn, j->message_id, mid.data) != 0) {
             /* The lease runs out and the next attempt sends again: the
              * one case where a database outage can duplicate a reply. */
             log_warn("could not store a sent message's id", "job=%" PRId64, j->id);
@@ -139,7 +122,8 @@ void job_send_run(struct job_env *env, struct job *j)
         log_debug("reply sent", "job=%" PRId64 " message=%" PRId64, j->id, j->message_id);
         goto out;
     }
-    job_fail(env, j, &resp, &err);
+    enum graph_class cls = job_classify(&resp, &err);
+    job_apply(env, j, cls, &resp, err.data, PQgetvalue(r, 0, C_TOKEN));
 out:
     PQclear(r);
     graph_response_dispose(&resp);

@@ -142,48 +142,70 @@ struct sub_ctx {
 };
 
 /* Writes the account's subscription columns if the job still speaks for
- * it. fields_json is a JSON array of our field names (or NULL to keep). */
+ * it: the account's fields and token are those the job used, and the job is
+ * still ours (a worker that lost its lease to another must not overwrite
+ * what that one finds). fields_csv: our field names, or NULL to keep. */
 static void record(struct sub_ctx *s, const char *state, const char *fields_csv,
                    const char *error_json)
 {
-    char id[24];
+    char id[24], job[24], token[24];
     snprintf(id, sizeof(id), "%" PRId64, s->j->account_id);
+    snprintf(job, sizeof(job), "%" PRId64, s->j->id);
+    snprintf(token, sizeof(token), "%" PRId64, s->j->lease_token);
     const char *params[] = {id,
                             state,
                             fields_csv,
                             error_json,
                             PQgetvalue(s->row, 0, C_FIELDS),
-                            PQgetvalue(s->row, 0, C_TOKEN)};
-    PGresult *r =
-        PQexecParams(s->env->conn,
-                     "UPDATE accounts SET sub_state = coalesce($2::text, sub_state),"
-                     " sub_fields = CASE WHEN $3::text IS NULL THEN sub_fields"
-                     "  ELSE string_to_array(nullif($3::text, ''), ',')::text[] END,"
-                     " sub_error = $4::jsonb, sub_checked_at = now()"
-                     " WHERE id = $1::bigint AND array_to_string(subscribed_fields, ',') = $5"
-                     "  AND access_token_sealed = $6",
-                     6, NULL, params, NULL, NULL, 0);
+                            PQgetvalue(s->row, 0, C_TOKEN),
+                            job,
+                            token};
+    PGresult *r = PQexecParams(
+        s->env->conn,
+        "UPDATE accounts SET sub_state = coalesce($2::text, sub_state),"
+        " sub_fields = CASE WHEN $3::text IS NULL THEN sub_fields"
+        "  ELSE string_to_array(nullif($3::text, ''), ',')::text[] END,"
+        " sub_error = $4::jsonb, sub_checked_at = now()"
+        " WHERE id = $1::bigint AND array_to_string(subscribed_fields, ',') = $5"
+        "  AND access_token_sealed = $6"
+        "  AND EXISTS (SELECT 1 FROM jobs WHERE id = $7::bigint AND lease_token = $8::bigint)",
+        8, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_COMMAND_OK)
         log_warn("could not record an account's subscription", "account=%" PRId64 " sqlstate=%s",
                  s->j->account_id, db_sqlstate(r));
     PQclear(r);
 }
 
-/* A failed call: the job's next state by class, and the account's. */
+/* A failure that is not Meta's answer: recorded on the account too once it
+ * ends the job, so that no account stays pending without a word. */
+static void local_failure(struct sub_ctx *s, bool is_permanent, const char *message)
+{
+    bool is_final = is_permanent || !job_may_retry(s->env, s->j);
+    struct buf err;
+    buf_init(&err);
+    buf_printf(&err, "{\"class\":\"%s\",\"message\":", is_permanent ? "permanent" : "temporary");
+    json_write_string(&err, message, strlen(message));
+    buf_putc(&err, '}');
+    if (s->row != NULL && PQresultStatus(s->row) == PGRES_TUPLES_OK && PQntuples(s->row) == 1)
+        record(s, is_final ? "failed" : NULL, NULL, err.data);
+    buf_dispose(&err);
+    job_fail_local(s->env, s->j, is_permanent, message, NULL);
+}
+
+/* A failed call: the account's subscription columns, then the job's next
+ * state by class (in this order, while the job is still ours). */
 static void failed(struct sub_ctx *s)
 {
     if (s->request_rc == HB_EINVAL) {
         /* Nothing was sent: the token or URL cannot make a request. */
-        job_fail_local(s->env, s->j, true, "the Graph API request could not be built");
-        record(s, "failed", NULL, NULL);
+        local_failure(s, true, "the Graph API request could not be built");
         return;
     }
-    enum graph_class cls = job_fail(s->env, s->j, &s->resp, &s->err);
-    const char *state = NULL;
-    if (cls == GRAPH_PERMANENT || (cls == GRAPH_TEMPORARY && !job_may_retry(s->env, s->j)))
-        state = "failed";
-    if (cls != GRAPH_TOKEN_INVALID) /* job_fail() recorded that one */
-        record(s, state, NULL, s->err.data);
+    enum graph_class cls = job_classify(&s->resp, &s->err);
+    if (cls != GRAPH_TOKEN_INVALID) /* job_apply() records that one */
+        record(s, job_is_final(s->env, s->j, cls) ? "failed" : NULL, NULL, s->err.data);
+    job_apply(s->env, s->j, cls, &s->resp, s->err.data,
+              s->row != NULL ? PQgetvalue(s->row, 0, C_TOKEN) : NULL);
 }
 
 /* One call on the edge; true when it succeeded (resp holds the answer). */
@@ -212,7 +234,7 @@ static bool read_edge(struct sub_ctx *s, struct field_set *held)
         return false;
     }
     if (!parse_edge(&s->resp, PQgetvalue(s->row, 0, C_META_APP), s->lt == LOGIN_INSTAGRAM, held)) {
-        job_fail_local(s->env, s->j, false, "the subscribed_apps edge answered an unknown shape");
+        local_failure(s, false, "the subscribed_apps edge answered an unknown shape");
         return false;
     }
     return true;
@@ -326,20 +348,20 @@ static bool prepare(struct sub_ctx *s, const char *app_id, const char *ig_id, co
                     const char *login, const char *sealed, const char *version)
 {
     if (fields_parse_login_type(login, &s->lt) != 0) {
-        job_fail_local(s->env, s->j, true, "unknown login type");
+        local_failure(s, true, "unknown login type");
         return false;
     }
     char context[96];
     snprintf(context, sizeof(context), "access_token:%s:%s", app_id, ig_id);
     int rc = secretbox_open(s->env->keys, context, sealed, &s->token);
     if (rc != 0) {
-        job_fail_local(s->env, s->j, rc != HB_ENOTFOUND,
-                       "the account's access token cannot be decrypted with the loaded keys");
+        local_failure(s, rc != HB_ENOTFOUND,
+                      "the account's access token cannot be decrypted with the loaded keys");
         return false;
     }
     const char *node = s->lt == LOGIN_INSTAGRAM ? ig_id : page_id;
     if (node == NULL || *node == '\0') {
-        job_fail_local(s->env, s->j, true, "the account has no Page id for its login type");
+        local_failure(s, true, "the account has no Page id for its login type");
         return false;
     }
     buf_printf(&s->url, "%s/%s/%s/subscribed_apps", job_graph_base(s->env, login), version, node);
@@ -360,7 +382,7 @@ void job_subscribe_run(struct job_env *env, struct job *j)
                          " FROM accounts a JOIN apps p ON p.id = a.app_id WHERE a.id = $1::bigint",
                          1, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(s.row) != PGRES_TUPLES_OK) {
-        job_fail_local(env, j, false, "the account could not be read");
+        job_fail_local(env, j, false, "the account could not be read", NULL);
     } else if (PQntuples(s.row) == 0) {
         db_jobs_succeed(env->conn, j); /* deleted meanwhile: its unsubscribe job follows */
     } else if (prepare(&s, PQgetvalue(s.row, 0, C_APP), PQgetvalue(s.row, 0, C_IG),
@@ -394,7 +416,7 @@ void job_unsubscribe_run(struct job_env *env, struct job *j)
     buf_init(&sealed);
     buf_init(&version);
     if (json_parse(&doc, j->payload, strlen(j->payload), 4, &why) != 0) {
-        job_fail_local(env, j, true, "the job's payload is not JSON");
+        job_fail_local(env, j, true, "the job's payload is not JSON", NULL);
         goto out;
     }
     bool ok = payload_str(&doc, "ig_id", &ig) && payload_str(&doc, "login_type", &login) &&
@@ -403,7 +425,7 @@ void job_unsubscribe_run(struct job_env *env, struct job *j)
     payload_str(&doc, "page_id", &page);
     json_doc_dispose(&doc);
     if (!ok) {
-        job_fail_local(env, j, true, "the job's payload lacks the account's ids");
+        job_fail_local(env, j, true, "the job's payload lacks the account's ids", NULL);
         goto out;
     }
     char app[24];
@@ -411,10 +433,12 @@ void job_unsubscribe_run(struct job_env *env, struct job *j)
     if (!prepare(&s, app, ig.data, page.data, login.data, sealed.data, version.data))
         goto out;
     if (!call(&s, "DELETE", NULL)) {
-        if (s.request_rc == HB_EINVAL)
-            job_fail_local(env, j, true, "the Graph API request could not be built");
-        else
-            job_fail(env, j, &s.resp, &s.err);
+        if (s.request_rc == HB_EINVAL) {
+            job_fail_local(env, j, true, "the Graph API request could not be built", NULL);
+        } else {
+            enum graph_class cls = job_classify(&s.resp, &s.err);
+            job_apply(env, j, cls, &s.resp, s.err.data, NULL);
+        }
         goto out;
     }
     if (db_jobs_succeed(env->conn, j) == 0)

@@ -261,6 +261,12 @@ static int cmd_serve(const struct config *cfg)
                                     cfg->db_retry_max_ms,  cfg->ingest_statement_timeout_ms};
     srv->ingest = db_ingest_new(&icfg, on_ingest_notify, &st.ingest_async);
     curl_global_init(CURL_GLOBAL_DEFAULT); /* before any thread uses libcurl */
+    if (cfg->workers > 0 &&
+        cfg->job_lease_ms < 3 * (cfg->graph_timeout_ms + cfg->graph_connect_timeout_ms))
+        log_warn("HUBBUB_JOB_LEASE is shorter than a subscription job may take (three Graph API "
+                 "calls); a slow job may run twice at once",
+                 "lease_ms=%" PRId64 " call_ms=%" PRId64, cfg->job_lease_ms,
+                 cfg->graph_timeout_ms + cfg->graph_connect_timeout_ms);
     if (cfg->workers > 0)
         st.workers = worker_pool_start(cfg, &keys);
 
@@ -325,8 +331,12 @@ static int cmd_serve(const struct config *cfg)
 
     /* A job still running at the deadline keeps its lease until it expires;
      * then another process, or the next start, runs it again. */
-    if (st.workers != NULL)
-        worker_pool_stop(st.workers, cfg->shutdown_timeout_ms);
+    if (st.workers != NULL && worker_pool_stop(st.workers, cfg->shutdown_timeout_ms) != 0) {
+        /* A worker is still inside a Graph API call: leave libcurl and the
+         * keys alone under it, and exit. */
+        log_info("stopped", "%s", "");
+        exit(rc == 0 ? 0 : 1);
+    }
     curl_global_cleanup();
     db_ingest_free(srv->ingest);
     appcache_free(srv->apps);

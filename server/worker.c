@@ -21,6 +21,7 @@
 #include <uv.h>
 
 #include "db/jobs.h"
+#include "db/messages.h"
 #include "db/pool.h"
 #include "lib/hb.h"
 #include "lib/log.h"
@@ -190,18 +191,24 @@ static void periodic(struct worker_pool *p, PGconn *c, uint64_t *next_rescue, ui
     const struct config *cfg = p->cfg;
     uint64_t now = now_ms();
     if (now >= *next_rescue) {
-        int n = 0;
-        if (db_jobs_rescue(c, &n) == 0 && n > 0)
+        int n = 0, rc = db_jobs_rescue(c, &n);
+        if (rc == 0 && n > 0)
             log_warn("jobs whose worker stopped were queued again", "count=%d", n);
+        else if (rc != 0)
+            log_warn("job queue: rescuing expired leases failed", "error=%s", hb_strerror(rc));
+        if (rc == 0 && (rc = db_messages_link_echoes(c, &n)) == 0 && n > 0)
+            log_debug("echoes linked by the sweep", "count=%d", n);
         int64_t every = cfg->job_lease_ms / 2 < cfg->job_poll_interval_ms
                             ? cfg->job_lease_ms / 2
                             : cfg->job_poll_interval_ms;
         *next_rescue = now + (uint64_t)(every < RESCUE_MIN_MS ? RESCUE_MIN_MS : every);
     }
     if (now >= *next_check) {
-        int n = 0;
-        if (db_jobs_enqueue_checks(c, cfg->subscription_check_interval_ms, &n) == 0 && n > 0)
+        int n = 0, rc = db_jobs_enqueue_checks(c, cfg->subscription_check_interval_ms, &n);
+        if (rc == 0 && n > 0)
             log_info("subscription checks queued", "count=%d", n);
+        else if (rc != 0)
+            log_warn("job queue: queueing subscription checks failed", "error=%s", hb_strerror(rc));
         int64_t every = cfg->subscription_check_interval_ms < CHECK_CADENCE_MAX_MS
                             ? cfg->subscription_check_interval_ms
                             : CHECK_CADENCE_MAX_MS;
@@ -224,6 +231,15 @@ static void dispatcher_main(void *arg)
         }
         backoff = 100;
         periodic(p, c, &next_rescue, &next_check);
+        if (PQstatus(c) != CONNECTION_OK) {
+            /* Lost while running the periodic work: its socket is gone, so
+             * poll() would never tell. */
+            log_warn("job queue: lost the LISTEN connection; reconnecting", "%s", "");
+            PQfinish(c);
+            c = NULL;
+            wake(p, true);
+            continue;
+        }
         uint64_t now = now_ms();
         uint64_t until = next_rescue < next_check ? next_rescue : next_check;
         int timeout = until > now ? (int)(until - now) : 0;

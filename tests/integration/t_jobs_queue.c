@@ -9,12 +9,15 @@
  *     delivered once, none lost, no conversation with two sends at once,
  *     each conversation in order, both processes taking part.
  */
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "db/jobs.h"
+#include "db/pool.h"
 #include "tests/fake_graph/fake_graph.h"
 #include "tests/integration/harness.h"
 #include "tests/integration/waitfor.h"
@@ -46,6 +49,8 @@ static long long claim(const char *owner, long long lease_ms, struct job *j)
         tap_bail("claim failed: %d %s", rc, PQerrorMessage(db.conn));
     return rc == 1 ? j->id : 0;
 }
+
+static void producers_serialise(long long account);
 
 static void queue_semantics(void)
 {
@@ -88,6 +93,21 @@ static void queue_semantics(void)
     db_jobs_succeed(db.conn, &x);
     db_job_dispose(&x);
 
+    /* A running job of a key blocks every other job of it, even one with a
+     * smaller id (as a transaction that committed late would have). */
+    insert_job("late:1", 0);
+    long long running = claim("w", 60000, &x);
+    h_db_exec(&db,
+              "INSERT INTO jobs (id, kind, app_id, serial_key) OVERRIDING SYSTEM VALUE"
+              " VALUES (%lld, 'subscribe', 0, 'late:1')",
+              running - 1000000);
+    tap_is_int(claim("w", 60000, &other), 0, "a running job blocks a smaller id of its key");
+    db_jobs_succeed(db.conn, &x);
+    db_job_dispose(&x);
+    tap_is_int(claim("w", 60000, &x), running - 1000000, "which runs once it is done");
+    db_jobs_succeed(db.conn, &x);
+    db_job_dispose(&x);
+
     /* Holds: a dead token, a paused account, a paused app, a future run_at. */
     h_db_exec(&db, "INSERT INTO tenants (name) VALUES ('q')");
     h_db_exec(&db, "INSERT INTO apps (tenant_id, meta_app_id, verify_token_sealed)"
@@ -104,19 +124,78 @@ static void queue_semantics(void)
     tap_is_int(claim("w", 60000, &x), 0, "a paused account has its jobs held");
     h_db_exec(&db, "UPDATE accounts SET paused_until = NULL");
     h_db_exec(&db, "UPDATE apps SET paused_until = now() + interval '1 h'");
+    tap_is_int(db_jobs_hold(db.conn, true, h_db_int(&db, "SELECT app_id FROM accounts"), 3600000),
+               0, "the app's queued jobs are moved to the pause's end");
     tap_is_int(claim("w", 60000, &x), 0, "a paused app has its jobs held");
     int64_t due = 0;
     tap_is_int(db_jobs_next_due_ms(db.conn, &due), 0, "next due");
     tap_ok(due > 3500 * 1000 && due <= 3600 * 1000, "the next due time counts the pause (%lld)",
            (long long)due);
     h_db_exec(&db, "UPDATE apps SET paused_until = NULL");
+    h_db_exec(&db, "UPDATE jobs SET run_at = now() WHERE state = 'queued'");
     tap_ok(claim("w", 60000, &x) > 0, "released, the job is claimed");
     db_jobs_succeed(db.conn, &x);
     db_job_dispose(&x);
+    producers_serialise(hacc);
+    h_db_exec(&db, "DELETE FROM messages");
     h_db_exec(&db, "DELETE FROM accounts");
     h_db_exec(&db, "DELETE FROM apps");
     h_db_exec(&db, "DELETE FROM tenants");
     h_db_exec(&db, "DELETE FROM jobs");
+}
+
+struct producer {
+    struct h_db *db;
+    long long account, message;
+    atomic_int done;
+};
+
+static void *second_producer(void *arg)
+{
+    struct producer *p = arg;
+    char err[256];
+    PGconn *c = db_connect(p->db->url, err, sizeof(err));
+    if (c == NULL)
+        tap_bail("connect: %s", err);
+    int64_t id;
+    PQclear(PQexec(c, "BEGIN"));
+    int rc = db_jobs_enqueue_send(c, p->account, p->message, "42", &id);
+    PQclear(PQexec(c, "COMMIT"));
+    PQfinish(c);
+    atomic_store(&p->done, rc == 0 ? 1 : -1);
+    return NULL;
+}
+
+/* Two replies to one person queued by two transactions at once: the second
+ * waits for the first to commit, so the ids of a key are in commit order. */
+static void producers_serialise(long long account)
+{
+    h_db_exec(&db, "UPDATE accounts SET sub_state = 'pending'");
+    long long m1 = h_db_int(&db,
+                            "INSERT INTO messages (tenant_id, account_id, recipient_id, request)"
+                            " SELECT tenant_id, id, '42', '{}' FROM accounts WHERE id = %lld"
+                            " RETURNING id",
+                            account);
+    long long m2 = h_db_int(&db,
+                            "INSERT INTO messages (tenant_id, account_id, recipient_id, request)"
+                            " SELECT tenant_id, id, '42', '{}' FROM accounts WHERE id = %lld"
+                            " RETURNING id",
+                            account);
+    h_db_exec(&db, "BEGIN");
+    int64_t first;
+    tap_is_int(db_jobs_enqueue_send(db.conn, account, m1, "42", &first), 0,
+               "a reply is queued in an open transaction");
+    struct producer p = {.db = &db, .account = account, .message = m2};
+    atomic_init(&p.done, 0);
+    pthread_t t;
+    pthread_create(&t, NULL, second_producer, &p);
+    h_sleep_ms(200);
+    tap_is_int(atomic_load(&p.done), 0, "a second reply to the same person waits for it");
+    h_db_exec(&db, "COMMIT");
+    pthread_join(t, NULL);
+    tap_is_int(atomic_load(&p.done), 1, "and is queued once it committed");
+    tap_ok(h_db_int(&db, "SELECT id FROM jobs WHERE message_id = %lld", m2) > first,
+           "with the later id");
 }
 
 static long long setup_account(struct h_server *s, const char *key)
@@ -193,6 +272,51 @@ static void rescue_after_kill(struct fg *ig, long long acc, const char *const *e
     fg_reset_records(ig);
 }
 
+/* The dispatcher's connection dies in the middle of its periodic work: it
+ * must notice, reconnect and go on rescuing leases. */
+static void dispatcher_reconnects(const char *const *env)
+{
+    struct h_server a;
+    h_server_start(&a, &db, env);
+    h_db_exec(&db, "BEGIN");
+    h_db_exec(&db, "LOCK TABLE jobs IN ACCESS EXCLUSIVE MODE");
+    /* A second connection watches for the rescue statement waiting on it. */
+    char err[256];
+    PGconn *watch = db_connect(db.url, err, sizeof(err));
+    if (watch == NULL)
+        tap_bail("connect: %s", err);
+    int64_t deadline = h_now_ms() + H_WAIT_MS;
+    bool killed = false;
+    while (!killed && h_now_ms() < deadline) {
+        PGresult *r = PQexec(watch, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                                    " WHERE wait_event_type = 'Lock'"
+                                    "  AND query LIKE '%lease_expires_at < now()%'");
+        killed = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0;
+        PQclear(r);
+        if (!killed)
+            h_sleep_ms(10);
+    }
+    if (!killed) {
+        PGresult *r = PQexec(watch, "SELECT string_agg(coalesce(wait_event_type, '-') || ' '"
+                                    " || left(query, 60), ' | ') FROM pg_stat_activity"
+                                    " WHERE backend_type = 'client backend'");
+        tap_diag("activity: %s", PQgetvalue(r, 0, 0));
+        PQclear(r);
+    }
+    PQfinish(watch);
+    h_db_exec(&db, "COMMIT");
+    tap_ok(killed, "the dispatcher's connection is killed inside its rescue");
+    h_db_exec(&db, "INSERT INTO jobs (kind, app_id, serial_key, state, lease_owner, lease_token,"
+                   " lease_expires_at, attempts)"
+                   " VALUES ('unsubscribe', 0, 'orphan', 'running', 'gone', 1,"
+                   "  now() - interval '1 s', 1)");
+    tap_ok(h_wait_sql(&db, "f", H_WAIT_MS,
+                      "SELECT state = 'running' FROM jobs WHERE serial_key = 'orphan'"),
+           "a reconnected dispatcher still rescues expired leases");
+    tap_is_int(h_server_stop(&a, SIGTERM), 0, "server exits 0");
+    h_db_exec(&db, "DELETE FROM jobs WHERE serial_key = 'orphan'");
+}
+
 int main(void)
 {
     h_db_create(&db, "jobs_queue");
@@ -226,6 +350,7 @@ int main(void)
     tap_is_int(h_server_stop(&a, SIGTERM), 0, "set-up server exits 0");
 
     rescue_after_kill(ig, acc, env_one, env_one);
+    dispatcher_reconnects(env_one);
 
     /* ---- two processes, 1 000 replies ---- */
     fg_set_latency_ms(ig, 1);

@@ -20,6 +20,7 @@
 #define NODE "17841400000000601"
 #define TOKEN "send-token-0123456789-a"
 #define TOKEN2 "send-token-0123456789-b"
+#define TOKEN3 "send-token-0123456789-c"
 
 static struct h_db db;
 static struct h_server srv;
@@ -136,6 +137,7 @@ int main(void)
                          "HUBBUB_JOB_POLL_INTERVAL=200ms",
                          "HUBBUB_GRAPH_TIMEOUT=1s",
                          "HUBBUB_GRAPH_MAX_PAUSE=300ms",
+                         "HUBBUB_JOB_MAX_ATTEMPTS=4",
                          "HUBBUB_API_RATE=10000",
                          "HUBBUB_API_BURST=10000",
                          NULL};
@@ -205,14 +207,25 @@ int main(void)
     fg_set_slow_ms(ig, 700);
     fg_fail(ig, (struct fg_match){FG_SEND, NODE, "112"}, FG_SLOW_ACCEPTED, 1);
     long long m_early = post_msg("112", "early echo", NULL, NULL);
-    tap_ok(fg_wait_sends_to(ig, NODE, "112", 1, H_WAIT_MS), "a slow send is accepted");
+    int64_t deadline = h_now_ms() + H_WAIT_MS;
+    while (fg_sends(ig, NODE, "112") < 1 && h_now_ms() < deadline)
+        h_sleep_ms(5); /* accepted, its answer still held back */
+    tap_is_int(fg_sends(ig, NODE, "112"), 1, "a slow send is accepted");
     mid = mid_of("early echo");
     post_echo("112", mid);
+    is_sql("t", "the echo is stored before the Send API's answer",
+           "SELECT meta_message_id IS NULL FROM messages WHERE id = %lld", m_early);
     tap_ok(wait_job(m_early, "succeeded 1"), "the slow send succeeds");
     tap_ok(h_wait_sql(&db, "t", H_WAIT_MS,
                       "SELECT echo_event_id IS NOT NULL FROM messages WHERE id = %lld", m_early),
            "the earlier echo is linked when the message_id is stored");
     free(mid);
+
+    /* ---- a job whose outcome was lost runs again but does not resend ---- */
+    h_db_exec(&db, "UPDATE jobs SET state = 'queued', run_at = now() WHERE message_id = %lld", m1);
+    h_db_exec(&db, "NOTIFY hubbub_jobs");
+    tap_ok(wait_job(m1, "succeeded 2"), "a sent reply's job run again succeeds");
+    tap_is_int(sends_of("hello"), 1, "without sending it again: its message_id is stored");
 
     /* ---- temporary failures are retried ---- */
     fg_fail(ig, (struct fg_match){FG_SEND, NODE, "222"}, FG_ERR_2, 2);
@@ -224,6 +237,18 @@ int main(void)
     tap_ok(wait_job(m3, "succeeded 2"), "an HTTP 500 without an error object is retried");
     is_sql("t", "success clears last_error",
            "SELECT last_error IS NULL FROM jobs WHERE message_id = %lld", m3);
+
+    fg_fail(ig, (struct fg_match){FG_SEND, NODE, "224"}, FG_ERR_1200, 1);
+    long long m_1200 = post_msg("224", "after a 1200", NULL, NULL);
+    tap_ok(wait_job(m_1200, "succeeded 2"), "code 1200 is retried");
+    fg_fail(ig, (struct fg_match){FG_SEND, NODE, "888"}, FG_ERR_2, 5);
+    long long m_dead = post_msg("888", "never", NULL, NULL);
+    tap_ok(wait_job(m_dead, "dead 4"), "after HUBBUB_JOB_MAX_ATTEMPTS=4 failures the job is dead");
+    snprintf(path, sizeof(path), "/v1/messages/%lld", m_dead);
+    h_api(&r, &srv, key, "GET", path, NULL);
+    tap_contains(r.body, "\"state\": \"dead\"", "the reply shows dead");
+    tap_contains(r.body, "\"code\": 2", "with Meta's last error");
+    h_resp_free(&r);
 
     /* ---- permanent errors fail at once ---- */
     permanent(FG_ERR_10_WINDOW, "too late", "10", "code 10 / 2018278 (outside the window)");
@@ -253,6 +278,62 @@ int main(void)
                       5550000000002LL),
            "code 4 pauses the app");
     tap_ok(wait_job(m5, "succeeded 1"), "and the reply goes out after it");
+
+    /* ---- the other rate limits, and a policy block ---- */
+    static const struct {
+        enum fg_mode mode;
+        const char *recipient, *what;
+    } limits[] = {{FG_ERR_17, "335", "code 17"},
+                  {FG_ERR_32, "336", "code 32"},
+                  {FG_ERR_80002, "337", "code 80002"},
+                  {FG_ERR_368, "338", "code 368 (policy block)"}};
+    for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
+        h_db_exec(&db, "UPDATE accounts SET paused_until = NULL");
+        fg_fail(ig, (struct fg_match){FG_SEND, NODE, limits[i].recipient}, limits[i].mode, 1);
+        long long m = post_msg(limits[i].recipient, limits[i].what, NULL, NULL);
+        tap_ok(h_wait_sql(&db, "t", H_WAIT_MS,
+                          "SELECT paused_until IS NOT NULL FROM accounts WHERE id = %lld", acc),
+               "%s pauses the account", limits[i].what);
+        tap_ok(wait_job(m, "succeeded 1"), "%s: sent after the pause, not counted as an attempt",
+               limits[i].what);
+    }
+
+    /* ---- a 190 for a token replaced meanwhile holds nothing ---- */
+    fg_set_latency_ms(ig, 600);
+    fg_fail(ig, (struct fg_match){FG_SEND, NODE, "777"}, FG_ERR_190, 1);
+    long long m_old = post_msg("777", "old token", NULL, NULL);
+    deadline = h_now_ms() + H_WAIT_MS;
+    while (fg_count(ig, (struct fg_match){FG_SEND, NODE, "777"}) < 1 && h_now_ms() < deadline)
+        h_sleep_ms(5);
+    fg_set_token(ig, NODE, TOKEN3);
+    snprintf(path, sizeof(path), "/v1/accounts/%lld", acc);
+    h_api(&r, &srv, key, "PATCH", path, "{\"access_token\":\"" TOKEN3 "\"}");
+    tap_is_int(r.status, 200, "the token is replaced while a send with the old one is out");
+    h_resp_free(&r);
+    /* Watch the account until the send is done: the old token's 190 must
+     * never mark it (the subscribe job of the new token would hide that a
+     * moment later). */
+    bool was_invalid = false;
+    deadline = h_now_ms() + H_WAIT_MS;
+    char *job_st = NULL;
+    for (;;) {
+        char *acc_state = h_db_text(&db, "SELECT sub_state FROM accounts WHERE id = %lld", acc);
+        was_invalid |= strcmp(acc_state, "token_invalid") == 0;
+        free(acc_state);
+        free(job_st);
+        job_st = h_db_text(&db, "SELECT state || ' ' || attempts FROM jobs WHERE message_id = %lld",
+                           m_old);
+        if (strcmp(job_st, "succeeded 1") == 0 || h_now_ms() > deadline)
+            break;
+        h_sleep_ms(5);
+    }
+    tap_is_str(job_st, "succeeded 1", "the send refused with 190 goes out with the new token");
+    free(job_st);
+    fg_set_latency_ms(ig, 0);
+    tap_ok(!was_invalid, "the new token was never marked invalid by the old one's 190");
+    fg_set_token(ig, NODE, TOKEN);
+    h_api(&r, &srv, key, "PATCH", path, "{\"access_token\":\"" TOKEN "\"}");
+    h_resp_free(&r);
 
     /* ---- 190 holds the account's replies until a new token ---- */
     fg_fail(ig, (struct fg_match){FG_SEND, NODE, "444"}, FG_ERR_190, 1);
@@ -314,7 +395,7 @@ int main(void)
            "SELECT last_error IS NULL FROM jobs WHERE message_id = %lld", m9);
 
     char *log = h_server_log(&srv);
-    tap_ok(strstr(log, TOKEN) == NULL && strstr(log, TOKEN2) == NULL,
+    tap_ok(strstr(log, TOKEN) == NULL && strstr(log, TOKEN2) == NULL && strstr(log, TOKEN3) == NULL,
            "no access token in the server log");
     free(log);
     tap_is_int(h_server_stop(&srv, SIGTERM), 0, "server exits 0");

@@ -21,6 +21,11 @@
 #define FB_IG "17841400000000502"
 #define FB_TOKEN "page-token-0123456789"
 #define PAGE_NODE2 "1000000000000778"
+#define IG_NODE3 "17841400000000504"
+#define IG_TOKEN3 "ig-token-0123456789-third"
+#define IG_NODE4 "17841400000000505"
+#define IG_TOKEN4 "ig-token-0123456789-fourth"
+#define META_APP2 "5550000000009"
 #define FB_IG2 "17841400000000503"
 #define FB_TOKEN2 "page-token-0123456789-two"
 
@@ -220,6 +225,27 @@ int main(void)
            "the periodic check writes the missing field back");
     tap_ok(wait_state(acc, "active"), "still active after the repair");
 
+    /* ---- a check that finds no drift only reads ---- */
+    long posts_before = fg_count(ig, sub_post);
+    char *checked = h_db_text(&db, "SELECT sub_checked_at FROM accounts WHERE id = %lld", acc);
+    tap_ok(h_wait_sql(&db, "t", H_WAIT_MS,
+                      "SELECT sub_checked_at > '%s'::timestamptz + interval '300 ms'"
+                      " FROM accounts WHERE id = %lld",
+                      checked, acc),
+           "the periodic check runs again");
+    free(checked);
+    tap_is_int(fg_count(ig, sub_post), posts_before, "and, finding no drift, writes nothing");
+
+    /* ---- a new token for an active account is checked at once ---- */
+    long gets_before = fg_count(ig, sub_get);
+    snprintf(path, sizeof(path), "/v1/accounts/%lld", acc);
+    tap_is_int(api("PATCH", path, "{\"access_token\":\"" IG_TOKEN "\"}", NULL), 200,
+               "the token is replaced");
+    tap_ok(fg_wait_requests(ig, sub_get, gets_before + 1, H_WAIT_MS),
+           "the edge is read with the new token");
+    tap_ok(wait_state(acc, "active"), "and the account is active again");
+    snprintf(path, sizeof(path), "/v1/accounts/%lld/subscribed_fields", acc);
+
     /* ---- a rejected token holds the account until a new one comes ---- */
     fg_set_token(ig, IG_NODE, NULL);
     tap_is_int(api("PUT", path, "{\"subscribed_fields\":[\"messages\"]}", NULL), 200,
@@ -251,6 +277,56 @@ int main(void)
     tap_ok(h_wait_sql(&db, "succeeded", H_WAIT_MS,
                       "SELECT state FROM jobs WHERE kind = 'unsubscribe' ORDER BY id DESC LIMIT 1"),
            "the unsubscribe job succeeded");
+
+    /* ---- deleted while its subscribe job is at Meta ---- */
+    fg_add_node(ig, IG_NODE3, IG_TOKEN3, META_APP);
+    fg_set_latency_ms(ig, 300);
+    snprintf(json, sizeof(json),
+             "{\"app_id\":%lld,\"ig_id\":\"" IG_NODE3 "\",\"login_type\":\"instagram_login\","
+             "\"access_token\":\"" IG_TOKEN3 "\",\"subscribed_fields\":[\"messages\"]}",
+             app);
+    tap_is_int(api("POST", "/v1/accounts", json, &b), 201, "another account");
+    long long acc3 = h_json_num(b, "id");
+    free(b);
+    int64_t deadline = h_now_ms() + H_WAIT_MS;
+    while (fg_count(ig, (struct fg_match){FG_SUBSCRIBED_GET, IG_NODE3, NULL}) < 1 &&
+           h_now_ms() < deadline)
+        h_sleep_ms(5);
+    snprintf(path, sizeof(path), "/v1/accounts/%lld", acc3);
+    tap_is_int(api("DELETE", path, NULL, NULL), 204, "deleted while its subscription is written");
+    tap_ok(fg_wait_requests(ig, (struct fg_match){FG_UNSUBSCRIBE, IG_NODE3, NULL}, 1, H_WAIT_MS),
+           "the DELETE reaches the edge");
+    fg_set_latency_ms(ig, 0);
+    char *held = fg_fields(ig, IG_NODE3);
+    tap_ok(held == NULL, "after the running job's POST, not before: Meta holds nothing (%s)",
+           held != NULL ? held : "none");
+    free(held);
+
+    /* ---- deleting a tenant unsubscribes its accounts ---- */
+    char key2[64];
+    h_api_tenant(&srv, "leaving", key2);
+    fg_add_node(ig, IG_NODE4, IG_TOKEN4, META_APP2);
+    struct h_resp r;
+    h_api(&r, &srv, key2, "POST", "/v1/apps",
+          "{\"meta_app_id\":\"" META_APP2 "\",\"app_secret\":\"app-secret-0123456789\","
+          "\"verify_token\":\"verify-0123456789\"}");
+    long long app2 = h_json_num(r.body, "id");
+    h_resp_free(&r);
+    snprintf(json, sizeof(json),
+             "{\"app_id\":%lld,\"ig_id\":\"" IG_NODE4 "\",\"login_type\":\"instagram_login\","
+             "\"access_token\":\"" IG_TOKEN4 "\",\"subscribed_fields\":[\"comments\"]}",
+             app2);
+    h_api(&r, &srv, key2, "POST", "/v1/accounts", json);
+    long long acc4 = h_json_num(r.body, "id");
+    h_resp_free(&r);
+    tap_ok(wait_state(acc4, "active"), "the other tenant's account is subscribed");
+    long long tenant2 = h_db_int(&db, "SELECT tenant_id FROM accounts WHERE id = %lld", acc4);
+    snprintf(path, sizeof(path), "/v1/tenants/%lld", tenant2);
+    h_api(&r, &srv, H_ADMIN_TOKEN, "DELETE", path, NULL);
+    tap_is_int(r.status, 204, "the tenant is deleted");
+    h_resp_free(&r);
+    tap_ok(fg_wait_fields(ig, IG_NODE4, NULL, H_WAIT_MS),
+           "its account's subscription is deleted at Meta too");
 
     /* No token in the server's log, whatever happened. */
     char *log = h_server_log(&srv);

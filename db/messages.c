@@ -1,0 +1,55 @@
+/*
+ * messages.c - the outbox's worker side; see messages.h.
+ */
+#include "db/messages.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "db/pool.h"
+
+/* The echo of reply m: its tenant's message_echoes event with the mid,
+ * found through the payload's GIN index. */
+#define ECHO_OF(m, mid)                                                                            \
+    "(SELECT e.id FROM events e WHERE e.tenant_id = " m ".tenant_id"                               \
+    "  AND e.field = 'message_echoes'"                                                             \
+    "  AND e.payload @> jsonb_build_object('message', jsonb_build_object('mid', " mid "))"         \
+    "  ORDER BY e.id LIMIT 1)"
+
+int db_messages_store_sent(PGconn *c, int64_t id, const char *meta_message_id)
+{
+    char v[24];
+    snprintf(v, sizeof(v), "%" PRId64, id);
+    const char *params[] = {v, meta_message_id};
+    PGresult *r =
+        PQexecParams(c,
+                     "UPDATE messages m SET meta_message_id = $2, sent_at = now(),"
+                     " echo_event_id = coalesce(m.echo_event_id, " ECHO_OF(
+                         "m", "$2::text") ") WHERE m.id = $1::bigint AND m.meta_message_id IS NULL",
+                     2, NULL, params, NULL, NULL, 0);
+    int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : db_result_rc(c, r);
+    PQclear(r);
+    return rc;
+}
+
+int db_messages_link_echoes(PGconn *c, int *linked)
+{
+    PGresult *r = PQexec(
+        c, "WITH s AS ("
+           " SELECT m.id, " ECHO_OF(
+               "m", "m.meta_message_id") " AS echo"
+                                         " FROM messages m WHERE m.meta_message_id IS NOT NULL"
+                                         "  AND m.echo_event_id IS NULL"
+                                         "  AND m.sent_at > now() - interval '10 minutes'"
+                                         " ORDER BY m.sent_at LIMIT 1000"
+                                         ")"
+                                         " UPDATE messages SET echo_event_id = s.echo FROM s"
+                                         " WHERE messages.id = s.id AND s.echo IS NOT NULL"
+                                         "  AND messages.echo_event_id IS NULL");
+    int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : db_result_rc(c, r);
+    if (rc == 0 && linked != NULL)
+        *linked = (int)strtol(PQcmdTuples(r), NULL, 10);
+    PQclear(r);
+    return rc;
+}

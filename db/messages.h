@@ -1,0 +1,29 @@
+/*
+ * messages.h - the outbox of replies (migrations/0003_jobs.sql): what the
+ * send worker records, and the link from a sent reply to its echo webhook.
+ *
+ * Meta sends every reply back as a message_echoes webhook carrying the
+ * reply's mid, which is the message_id the Send API answered. The link is
+ * made by whichever is committed second: the ingest statement links an echo
+ * to an already sent reply (db/ingest.c), the worker links a reply to an
+ * already stored echo. When both commit at the same time neither sees the
+ * other, so a sweep links what is left.
+ *
+ * All functions block on libpq: worker threads only.
+ */
+#ifndef HB_DB_MESSAGES_H
+#define HB_DB_MESSAGES_H
+
+#include <libpq-fe.h>
+#include <stdint.h>
+
+/* Stores Meta's message_id for message id (unless one is stored), with the
+ * time, and links its echo if already received. Not fenced by a lease on
+ * purpose: once stored, no worker sends the reply again. */
+int db_messages_store_sent(PGconn *c, int64_t id, const char *meta_message_id);
+
+/* Links replies sent in the last 10 minutes that have no echo yet to an
+ * echo received meanwhile; *linked gets their number. */
+int db_messages_link_echoes(PGconn *c, int *linked);
+
+#endif
