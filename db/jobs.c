@@ -233,6 +233,14 @@ int db_jobs_enqueue_checks(PGconn *c, int64_t older_than_ms, int *queued)
     return rc;
 }
 
+int db_jobs_prepare(PGconn *c)
+{
+    PGresult *r = PQprepare(c, CLAIM_STMT, CLAIM_SQL, 2, NULL);
+    int rc = check(c, r);
+    PQclear(r);
+    return rc;
+}
+
 void db_job_dispose(struct job *j)
 {
     free(j->payload);
@@ -244,18 +252,7 @@ int db_jobs_claim(PGconn *c, const char *owner, int64_t lease_ms, struct job *ou
     char lease[24];
     fmt_id(lease, lease_ms);
     const char *params[] = {owner, lease};
-    /* Prepared once per connection: planning the claim costs more than
-     * running it. */
     PGresult *r = PQexecPrepared(c, CLAIM_STMT, 2, params, NULL, NULL, 0);
-    if (strcmp(db_sqlstate(r), "26000") == 0) { /* not prepared on this connection yet */
-        PQclear(r);
-        r = PQprepare(c, CLAIM_STMT, CLAIM_SQL, 2, NULL);
-        int prc = check(c, r);
-        PQclear(r);
-        if (prc != 0)
-            return prc;
-        r = PQexecPrepared(c, CLAIM_STMT, 2, params, NULL, NULL, 0);
-    }
     int rc = check(c, r);
     if (rc != 0 || PQntuples(r) == 0)
         goto out;

@@ -61,8 +61,12 @@ struct job {
 
 void db_job_dispose(struct job *j);
 
-/* Claims at most one due job for owner with a lease of lease_ms. 1 and *out
- * filled, 0 when nothing is due, or a negative HB_E*. */
+/* Prepares the claim on a worker's connection, once after connecting:
+ * planning it costs more than running it. */
+int db_jobs_prepare(PGconn *c);
+
+/* Claims at most one due job (db_jobs_prepare() first) for owner with a lease of lease_ms. 1 and
+ * *out filled, 0 when nothing is due, or a negative HB_E*. */
 int db_jobs_claim(PGconn *c, const char *owner, int64_t lease_ms, struct job *out);
 
 /* Puts running jobs whose lease expired back in the queue. *rescued gets

@@ -109,6 +109,17 @@ static PGconn *connect_db(struct worker_pool *p, const char *who)
     return c;
 }
 
+/* Names the connection, so that operators can tell it in pg_stat_activity. */
+static int set_name(PGconn *c, const char *name)
+{
+    const char *params[] = {name};
+    PGresult *r = PQexecParams(c, "SELECT set_config('application_name', $1, false)", 1, NULL,
+                               params, NULL, NULL, 0);
+    int rc = PQresultStatus(r) == PGRES_TUPLES_OK ? 0 : HB_EDB;
+    PQclear(r);
+    return rc;
+}
+
 static void worker_main(void *arg)
 {
     struct worker *w = arg;
@@ -129,7 +140,12 @@ static void worker_main(void *arg)
     int64_t backoff = 100;
     while (!quiescing(p)) {
         uint64_t gen = generation(p);
-        if (env.conn == NULL && (env.conn = connect_db(p, who)) == NULL) {
+        if (env.conn == NULL && (env.conn = connect_db(p, who)) != NULL &&
+            (set_name(env.conn, "hubbub worker") != 0 || db_jobs_prepare(env.conn) != 0)) {
+            PQfinish(env.conn);
+            env.conn = NULL;
+        }
+        if (env.conn == NULL) {
             sleep_unless_woken(p, UINT64_MAX, backoff);
             backoff = backoff * 2 > p->cfg->db_retry_max_ms ? p->cfg->db_retry_max_ms : backoff * 2;
             continue;
@@ -176,6 +192,11 @@ static PGconn *listen_db(struct worker_pool *p)
     PGconn *c = connect_db(p, "dispatcher");
     if (c == NULL)
         return NULL;
+    /* Named, so that operators can tell it in pg_stat_activity. */
+    if (set_name(c, "hubbub dispatcher") != 0) {
+        PQfinish(c);
+        return NULL;
+    }
     PGresult *r = PQexec(c, "LISTEN " DB_JOBS_CHANNEL);
     bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
     PQclear(r);

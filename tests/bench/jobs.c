@@ -741,6 +741,8 @@ int main(void)
     const char *argv[] = {"migrate", NULL};
     if (h_run(&db, argv, NULL, NULL, NULL) != 0)
         tap_bail("migrate failed");
+    if (db_jobs_prepare(db.conn) != 0)
+        tap_bail("preparing the claim: %s", PQerrorMessage(db.conn));
     struct fg *ig = fg_start(FG_INSTAGRAM, "v25.0");
     if (ig == NULL)
         tap_bail("cannot start the fake Graph API");

@@ -290,7 +290,7 @@ static void dispatcher_reconnects(const char *const *env)
     while (!killed && h_now_ms() < deadline) {
         PGresult *r = PQexec(watch, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
                                     " WHERE wait_event_type = 'Lock'"
-                                    "  AND query LIKE '%lease_expires_at < now()%'");
+                                    "  AND application_name = 'hubbub dispatcher'");
         killed = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0;
         PQclear(r);
         if (!killed)
@@ -305,7 +305,7 @@ static void dispatcher_reconnects(const char *const *env)
     }
     PQfinish(watch);
     h_db_exec(&db, "COMMIT");
-    tap_ok(killed, "the dispatcher's connection is killed inside its rescue");
+    tap_ok(killed, "the dispatcher's connection is killed inside its periodic work");
     h_db_exec(&db, "INSERT INTO jobs (kind, app_id, serial_key, state, lease_owner, lease_token,"
                    " lease_expires_at, attempts)"
                    " VALUES ('unsubscribe', 0, 'orphan', 'running', 'gone', 1,"
@@ -323,6 +323,8 @@ int main(void)
     const char *argv[] = {"migrate", NULL};
     if (h_run(&db, argv, NULL, NULL, NULL) != 0)
         tap_bail("migrate failed");
+    if (db_jobs_prepare(db.conn) != 0)
+        tap_bail("preparing the claim: %s", PQerrorMessage(db.conn));
     queue_semantics();
 
     struct fg *ig = fg_start(FG_INSTAGRAM, "v25.0");
