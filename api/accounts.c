@@ -13,7 +13,7 @@
  *
  * Scope: every statement carries "($n::bigint IS NULL OR tenant_id = $n)",
  * where $n is the caller's tenant for a tenant key and NULL only for the
- * operator (scope() below is the one place that decides). Accounts of other
+ * operator (api_scope() is the one place that decides). Accounts of other
  * tenants answer 404, as missing ones do.
  */
 #include "api/accounts.h"
@@ -78,15 +78,6 @@ static void account_in_dispose(struct account_in *in)
     buf_dispose(&in->username);
     buf_dispose(&in->token);
     buf_dispose(&in->fields);
-}
-
-/* The caller's tenant as a parameter for SCOPE(): NULL for the operator. */
-static const char *scope(const struct api_call *call, char buf[24])
-{
-    if (call->caller.is_operator)
-        return NULL;
-    snprintf(buf, 24, "%" PRId64, call->caller.tenant_id);
-    return buf;
 }
 
 static const char *str_or_null(const struct buf *b)
@@ -547,8 +538,8 @@ void accounts_list(struct api_call *call, PGconn *c)
     snprintf(a, sizeof(a), "%" PRId64, after);
     snprintf(l, sizeof(l), "%d", limit + 1);
     /* A tenant may filter by its own id too; any other gives an empty list. */
-    const char *params[] = {scope(call, sc), has_tenant ? tenant : NULL, has_app ? app : NULL, a,
-                            l};
+    const char *params[] = {api_scope(call, sc), has_tenant ? tenant : NULL, has_app ? app : NULL,
+                            a, l};
     PGresult *r = api_exec(
         c,
         "SELECT " ACCOUNT_JSON ", id FROM accounts"
@@ -566,7 +557,7 @@ void accounts_get(struct api_call *call, PGconn *c)
 {
     char id[24], sc[24];
     snprintf(id, sizeof(id), "%" PRId64, call->ids[0]);
-    const char *params[] = {id, scope(call, sc)};
+    const char *params[] = {id, api_scope(call, sc)};
     PGresult *r =
         api_exec(c, "SELECT " ACCOUNT_JSON " FROM accounts WHERE id = $1 AND " SCOPE(2), 2, params);
     if (PQresultStatus(r) != PGRES_TUPLES_OK)
@@ -582,7 +573,7 @@ void accounts_delete(struct api_call *call, PGconn *c)
 {
     char id[24], sc[24];
     snprintf(id, sizeof(id), "%" PRId64, call->ids[0]);
-    const char *params[] = {id, scope(call, sc)};
+    const char *params[] = {id, api_scope(call, sc)};
     if (!api_begin(call, c))
         return;
     /* Locks the row, so the unsubscribe job reads what is deleted. */
@@ -635,7 +626,7 @@ static bool load_row(struct api_call *call, PGconn *c, struct account_row *row)
 {
     char id[24], sc[24];
     snprintf(id, sizeof(id), "%" PRId64, call->ids[0]);
-    const char *params[] = {id, scope(call, sc)};
+    const char *params[] = {id, api_scope(call, sc)};
     PGresult *r = api_exec(c,
                            "SELECT login_type, app_id, ig_id FROM accounts"
                            " WHERE id = $1 AND " SCOPE(2),
@@ -672,7 +663,7 @@ static void update(struct api_call *call, PGconn *c, const struct account_in *in
     char *sealed =
         in->has_token ? seal_token(call, row->app_id, row->ig_id, &in->token, hint) : NULL;
     const char *params[] = {id,
-                            scope(call, sc),
+                            api_scope(call, sc),
                             in->has_username ? "t" : "f",
                             str_or_null(&in->username),
                             in->has_page_id ? "t" : "f",
@@ -787,7 +778,7 @@ void accounts_put_fields(struct api_call *call, PGconn *c)
     if (ok) {
         char id[24], sc[24];
         snprintf(id, sizeof(id), "%" PRId64, call->ids[0]);
-        const char *params[] = {id, scope(call, sc), in.fields.data};
+        const char *params[] = {id, api_scope(call, sc), in.fields.data};
         PGresult *r = NULL;
         if (!api_begin(call, c))
             goto done;

@@ -126,6 +126,14 @@ int api_parse_query(struct api_call *call, const char *q, size_t len)
     return 0;
 }
 
+const char *api_scope(const struct api_call *call, char buf[24])
+{
+    if (call->caller.is_operator)
+        return NULL;
+    snprintf(buf, 24, "%" PRId64, call->caller.tenant_id);
+    return buf;
+}
+
 const char *api_param(const struct api_call *call, const char *name)
 {
     for (size_t i = 0; i < call->nparams; i++)

@@ -106,6 +106,11 @@ bool api_authenticate(struct api_call *call, PGconn *c);
 
 /* ---- for handlers ---- */
 
+/* The caller's tenant as a query parameter for a tenant scope written
+ * "($n::bigint IS NULL OR tenant_id = $n)": NULL for the operator, who sees
+ * every tenant. buf holds the digits. */
+const char *api_scope(const struct api_call *call, char buf[24]);
+
 /* The first value of query parameter name, or NULL. */
 const char *api_param(const struct api_call *call, const char *name);
 /* false with a 400 set for a parameter not in allowed (NULL-terminated), or

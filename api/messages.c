@@ -124,15 +124,6 @@ static void message_in_dispose(struct message_in *in)
     buf_dispose(&in->tag);
 }
 
-/* The caller's tenant as a scope parameter: NULL for the operator. */
-static const char *scope(const struct api_call *call, char buf[24])
-{
-    if (call->caller.is_operator)
-        return NULL;
-    snprintf(buf, 24, "%" PRId64, call->caller.tenant_id);
-    return buf;
-}
-
 static bool is_null(const struct json_doc *doc, int v)
 {
     return doc->toks[v].type == JSON_PRIMITIVE && doc->text[doc->toks[v].start] == 'n';
@@ -475,7 +466,7 @@ void messages_create(struct api_call *call, PGconn *c)
 
     char account[24], sc[24], tenant[24];
     snprintf(account, sizeof(account), "%" PRId64, call->ids[0]);
-    const char *params[] = {account, scope(call, sc)};
+    const char *params[] = {account, api_scope(call, sc)};
     /* KEY SHARE: the account cannot be deleted under the INSERT. */
     PGresult *r = api_exec(c,
                            "SELECT tenant_id FROM accounts WHERE id = $1"
@@ -518,7 +509,7 @@ void messages_list(struct api_call *call, PGconn *c)
     snprintf(account, sizeof(account), "%" PRId64, call->ids[0]);
     snprintf(b, sizeof(b), "%" PRId64, before);
     snprintf(l, sizeof(l), "%d", limit + 1);
-    const char *tenant = scope(call, sc);
+    const char *tenant = api_scope(call, sc);
     const char *ap[] = {account, tenant};
     PGresult *r = api_exec(c,
                            "SELECT 1 FROM accounts WHERE id = $1"
@@ -553,7 +544,7 @@ void messages_get(struct api_call *call, PGconn *c)
 {
     char id[24], sc[24];
     snprintf(id, sizeof(id), "%" PRId64, call->ids[0]);
-    const char *params[] = {id, scope(call, sc)};
+    const char *params[] = {id, api_scope(call, sc)};
     PGresult *r = api_exec(c,
                            "SELECT " MESSAGE_JSON MESSAGE_FROM " WHERE m.id = $1"
                            " AND ($2::bigint IS NULL OR m.tenant_id = $2)",
