@@ -674,6 +674,18 @@ static void update(struct api_call *call, PGconn *c, const struct account_in *in
     PGresult *b = NULL, *r = NULL;
     if (!api_begin(call, c))
         goto out;
+    /* Another Page: the old one's subscription goes first (db/jobs.h). The
+     * scope is checked by load_row() and again by the UPDATE below. */
+    if (in->has_page_id && fields_needs_page(row->login_type)) {
+        int rc = db_jobs_enqueue_unsubscribe_page(c, call->ids[0], str_or_null(&in->page_id));
+        if (rc != 0) {
+            api_rollback(c);
+            api_error(call, rc == HB_EUNAVAILABLE ? 503 : 500,
+                      rc == HB_EUNAVAILABLE ? "unavailable" : "internal",
+                      "the old Page's unsubscribe job could not be queued");
+            goto out;
+        }
+    }
     r = api_exec(c,
                  "UPDATE accounts SET"
                  " username = CASE WHEN $3::bool THEN $4::text ELSE username END,"
@@ -682,6 +694,8 @@ static void update(struct api_call *call, PGconn *c, const struct account_in *in
                  " access_token_hint = coalesce($8::text, access_token_hint),"
                  " subscribed_fields = coalesce($9::text[], subscribed_fields),"
                  " sub_state = CASE WHEN $7::text IS NOT NULL OR $9::text[] IS NOT NULL"
+                 "  OR ($5::bool AND page_id IS DISTINCT FROM $6::text"
+                 "   AND login_type <> 'instagram_login')"
                  "  THEN 'pending' ELSE sub_state END,"
                  " updated_at = now()"
                  " WHERE id = $1 AND " SCOPE(2) " RETURNING " ACCOUNT_JSON ", tenant_id, app_id",
@@ -709,7 +723,8 @@ static void update(struct api_call *call, PGconn *c, const struct account_in *in
         PQclear(b);
     }
     /* A new token, other fields or another Page: Meta's side must follow. */
-    if ((in->has_token || in->has_fields || in->has_page_id) && !queue_subscribe(call, c, id)) {
+    bool is_page_edge = in->has_page_id && fields_needs_page(row->login_type);
+    if ((in->has_token || in->has_fields || is_page_edge) && !queue_subscribe(call, c, id)) {
         PQclear(r);
         api_rollback(c);
         goto out;

@@ -155,14 +155,13 @@ int db_jobs_enqueue_subscribe(PGconn *c, int64_t account_id)
     return rc;
 }
 
-/* Queues unsubscribe jobs for the accounts "WHERE a.<column> = $1" and drops
- * their queued subscribe jobs (a running one finishes first: the
- * unsubscribe job waits behind it by serial key). */
-static int enqueue_unsubscribe(PGconn *c, const char *column, int64_t id)
+/* Queues unsubscribe jobs for the accounts matching where (over accounts
+ * a, with parameters params) and drops their queued subscribe jobs (a
+ * running one finishes first: the unsubscribe job waits behind it by serial
+ * key). */
+static int enqueue_unsubscribe(PGconn *c, const char *where, int n, const char *const *params)
 {
-    char v[24], sql[2048];
-    fmt_id(v, id);
-    const char *params[] = {v};
+    char sql[2048];
     /* Everything the DELETE needs, since the account and maybe the app are
      * gone when it runs. The sealed token keeps its context (app id and ig
      * id, both in the payload), so it opens only for this account. */
@@ -170,7 +169,7 @@ static int enqueue_unsubscribe(PGconn *c, const char *column, int64_t id)
         sql, sizeof(sql),
         "WITH a AS ("
         " SELECT a.*, " SERIAL_LOCK(
-            "'sub:' || a.id") " FROM accounts a WHERE a.%s = $1::bigint"
+            "'sub:' || a.id") " FROM accounts a WHERE %s"
                               "), d AS ("
                               " DELETE FROM jobs j USING a WHERE j.account_id = a.id AND j.kind = "
                               "'subscribe'"
@@ -186,8 +185,8 @@ static int enqueue_unsubscribe(PGconn *c, const char *column, int64_t id)
                               "p.meta_app_id)"
                               " FROM a JOIN apps p ON p.id = a.app_id"
                               " RETURNING pg_notify('" DB_JOBS_CHANNEL "', '')",
-        column);
-    PGresult *r = exec(c, sql, 1, params);
+        where);
+    PGresult *r = exec(c, sql, n, params);
     int rc = check(c, r);
     PQclear(r);
     return rc;
@@ -195,12 +194,29 @@ static int enqueue_unsubscribe(PGconn *c, const char *column, int64_t id)
 
 int db_jobs_enqueue_unsubscribe(PGconn *c, int64_t account_id)
 {
-    return enqueue_unsubscribe(c, "id", account_id);
+    char v[24];
+    fmt_id(v, account_id);
+    const char *params[] = {v};
+    return enqueue_unsubscribe(c, "a.id = $1::bigint", 1, params);
 }
 
 int db_jobs_enqueue_unsubscribe_tenant(PGconn *c, int64_t tenant_id)
 {
-    return enqueue_unsubscribe(c, "tenant_id", tenant_id);
+    char v[24];
+    fmt_id(v, tenant_id);
+    const char *params[] = {v};
+    return enqueue_unsubscribe(c, "a.tenant_id = $1::bigint", 1, params);
+}
+
+int db_jobs_enqueue_unsubscribe_page(PGconn *c, int64_t account_id, const char *new_page_id)
+{
+    char v[24];
+    fmt_id(v, account_id);
+    const char *params[] = {v, new_page_id};
+    return enqueue_unsubscribe(c,
+                               "a.id = $1::bigint AND a.login_type <> 'instagram_login'"
+                               " AND a.page_id IS NOT NULL AND a.page_id IS DISTINCT FROM $2::text",
+                               2, params);
 }
 
 int db_jobs_enqueue_checks(PGconn *c, int64_t older_than_ms, int *queued)

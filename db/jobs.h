@@ -36,6 +36,10 @@ int db_jobs_enqueue_subscribe(PGconn *c, int64_t account_id);
 /* Queues the DELETE of the account's subscription; call before deleting the
  * account row. The job carries the ids, version and sealed token it needs. */
 int db_jobs_enqueue_unsubscribe(PGconn *c, int64_t account_id);
+/* For an account moving to another Page (new_page_id, NULL for none): the
+ * old Page's subscription, when the account's edge is its Page's. Call
+ * before the update; a subscribe job for the new Page follows it. */
+int db_jobs_enqueue_unsubscribe_page(PGconn *c, int64_t account_id, const char *new_page_id);
 /* The same for every account of a tenant, before the tenant is deleted. */
 int db_jobs_enqueue_unsubscribe_tenant(PGconn *c, int64_t tenant_id);
 /* Queues subscribe jobs for active accounts last checked before

@@ -21,6 +21,8 @@
 #define FB_IG "17841400000000502"
 #define FB_TOKEN "page-token-0123456789"
 #define PAGE_NODE2 "1000000000000778"
+#define PAGE_NODE_NEW "1000000000000779"
+#define FB_TOKEN_NEW "page-token-0123456789-new"
 #define IG_NODE3 "17841400000000504"
 #define IG_TOKEN3 "ig-token-0123456789-third"
 #define IG_NODE4 "17841400000000505"
@@ -175,6 +177,35 @@ int main(void)
            "sub_fields shows our names");
     tap_is_int(fg_count(ig, (struct fg_match){FG_ANY, PAGE_NODE, NULL}), 0,
                "nothing about the Page went to graph.instagram.com");
+
+    /* ---- moving to another Page unsubscribes the old one ---- */
+    fg_add_node(fb, PAGE_NODE_NEW, FB_TOKEN_NEW, META_APP);
+    char fb_path[64];
+    snprintf(fb_path, sizeof(fb_path), "/v1/accounts/%lld", acc_fb);
+    tap_is_int(api("PATCH", fb_path,
+                   "{\"page_id\":\"" PAGE_NODE_NEW "\",\"access_token\":\"" FB_TOKEN_NEW "\"}",
+                   NULL),
+               200, "the account moves to another Page, with that Page's token");
+    tap_ok(fg_wait_fields(fb, PAGE_NODE_NEW, "message_reads,messages", H_WAIT_MS),
+           "the new Page is subscribed");
+    tap_ok(fg_wait_fields(fb, PAGE_NODE, NULL, H_WAIT_MS), "and the old one unsubscribed");
+    tap_ok(wait_state(acc_fb, "active"), "the account is active on its new Page");
+
+    /* ---- Facebook Login: its fields are not on the Page edge ---- */
+    fg_add_node(fb, PAGE_NODE2, FB_TOKEN2, META_APP);
+    snprintf(json, sizeof(json),
+             "{\"app_id\":%lld,\"ig_id\":\"" FB_IG2 "\",\"page_id\":\"" PAGE_NODE2 "\","
+             "\"login_type\":\"facebook_login\",\"access_token\":\"" FB_TOKEN2 "\","
+             "\"subscribed_fields\":[\"comments\",\"story_insights\"]}",
+             app);
+    tap_is_int(api("POST", "/v1/accounts", json, &b), 201, "a Facebook-Login account");
+    long long acc_fl = h_json_num(b, "id");
+    free(b);
+    tap_ok(wait_state(acc_fl, "active"), "it becomes active once its Page edge is read");
+    tap_is_int(fg_count(fb, (struct fg_match){FG_SUBSCRIBE, PAGE_NODE2, NULL}), 0,
+               "no Instagram-only field was written to the Page edge");
+    tap_ok(fg_count(fb, (struct fg_match){FG_SUBSCRIBED_GET, PAGE_NODE2, NULL}) >= 1,
+           "the edge was read with the Page token");
 
     /* ---- one field name Meta does not take fails the whole call ---- */
     fg_set_valid_fields(ig, "comments,messages");
@@ -331,7 +362,7 @@ int main(void)
     /* No token in the server's log, whatever happened. */
     char *log = h_server_log(&srv);
     tap_ok(strstr(log, IG_TOKEN) == NULL && strstr(log, IG_TOKEN2) == NULL &&
-               strstr(log, FB_TOKEN) == NULL,
+               strstr(log, FB_TOKEN) == NULL && strstr(log, FB_TOKEN_NEW) == NULL,
            "no access token in the server log");
     free(log);
 
