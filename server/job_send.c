@@ -51,6 +51,15 @@ static bool message_id_of(const struct graph_response *resp, struct buf *out)
     return ok && out->len > 0;
 }
 
+/* Runs a statement without parameters or results: 0 or an HB_E* code. */
+static int exec_ok(PGconn *c, const char *sql)
+{
+    PGresult *r = PQexec(c, sql);
+    int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : db_result_rc(c, r);
+    PQclear(r);
+    return rc;
+}
+
 void job_send_run(struct job_env *env, struct job *j)
 {
     struct buf token, url, mid, err;
@@ -110,13 +119,25 @@ void job_send_run(struct job_env *env, struct job *j)
                            NULL);
             goto out;
         }
-        if (db_messages_store_sent(env->conn, j->message_id, mid.data) != 0) {
+        /* One transaction, one commit to wait for: the id is stored even
+         * when the lease turns out lost (the job's update then changes
+         * nothing), and both are lost together only if the commit fails. */
+        int lease = 0;
+        rc = exec_ok(env->conn, "BEGIN");
+        if (rc == 0)
+            rc = db_messages_store_sent(env->conn, j->message_id, mid.data);
+        if (rc == 0)
+            rc = (lease = db_jobs_succeed(env->conn, j)) < 0 ? lease : 0;
+        if (rc == 0)
+            rc = exec_ok(env->conn, "COMMIT");
+        if (rc != 0) {
             /* The lease runs out and the next attempt sends again: the
              * one case where a database outage can duplicate a reply. */
+            PQclear(PQexec(env->conn, "ROLLBACK"));
             log_warn("could not store a sent message's id", "job=%" PRId64, j->id);
             goto out;
         }
-        if (db_jobs_succeed(env->conn, j) == 0)
+        if (lease == 0)
             log_info("send job lease lost after sending; its message_id is kept", "job=%" PRId64,
                      j->id);
         log_debug("reply sent", "job=%" PRId64 " message=%" PRId64, j->id, j->message_id);
