@@ -675,8 +675,17 @@ static void update(struct api_call *call, PGconn *c, const struct account_in *in
     if (!api_begin(call, c))
         goto out;
     /* Another Page: the old one's subscription goes first (db/jobs.h). The
-     * scope is checked by load_row() and again by the UPDATE below. */
+     * scope is checked by load_row() and again by the UPDATE below. The
+     * account's row is locked before the job's serial key, in the order
+     * every other writer of both takes them. */
     if (in->has_page_id && fields_needs_page(row->login_type)) {
+        b = api_exec(c, "SELECT 1 FROM accounts WHERE id = $1 AND " SCOPE(2) " FOR UPDATE", 2,
+                     params);
+        if (PQresultStatus(b) != PGRES_TUPLES_OK) {
+            r = b;
+            goto fail;
+        }
+        PQclear(b);
         int rc = db_jobs_enqueue_unsubscribe_page(c, call->ids[0], str_or_null(&in->page_id));
         if (rc != 0) {
             api_rollback(c);

@@ -467,10 +467,12 @@ void messages_create(struct api_call *call, PGconn *c)
     char account[24], sc[24], tenant[24];
     snprintf(account, sizeof(account), "%" PRId64, call->ids[0]);
     const char *params[] = {account, api_scope(call, sc)};
-    /* KEY SHARE: the account cannot be deleted under the INSERT. */
+    /* SHARE: the account can neither be deleted under the INSERT nor get a
+     * new token before it commits, so the send job's first run_at (held
+     * while the token is invalid) is released by the token's change. */
     PGresult *r = api_exec(c,
                            "SELECT tenant_id FROM accounts WHERE id = $1"
-                           " AND ($2::bigint IS NULL OR tenant_id = $2) FOR KEY SHARE",
+                           " AND ($2::bigint IS NULL OR tenant_id = $2) FOR SHARE",
                            2, params);
     ok = false;
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {

@@ -158,7 +158,18 @@ void tenants_delete(struct api_call *call, PGconn *c)
     if (!api_begin(call, c))
         return;
     /* Meta keeps sending for the tenant's accounts until they are
-     * unsubscribed: queue that before they go (db/jobs.h). */
+     * unsubscribed: queue that before they go (db/jobs.h), with their rows
+     * locked first, in the order every other writer takes them. */
+    PGresult *l = api_exec(c, "SELECT id FROM accounts WHERE tenant_id = $1 ORDER BY id FOR UPDATE",
+                           1, params);
+    bool locked = PQresultStatus(l) == PGRES_TUPLES_OK;
+    if (!locked)
+        api_db_error(call, c, l, NULL);
+    PQclear(l);
+    if (!locked) {
+        api_rollback(c);
+        return;
+    }
     int rc = db_jobs_enqueue_unsubscribe_tenant(c, call->ids[0]);
     if (rc != 0) {
         api_rollback(c);

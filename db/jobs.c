@@ -134,7 +134,7 @@ int db_jobs_enqueue_subscribe(PGconn *c, int64_t account_id)
             "'sub:' || $1") "), h AS ("
                             " UPDATE jobs SET run_at = now() FROM l"
                             " WHERE account_id = $1::bigint AND state = 'queued'"
-                            "  AND run_at = 'infinity'"
+                            "  AND run_at = 'infinity' AND kind <> 'subscribe'"
                             "), q AS ("
                             " UPDATE jobs SET run_at = now(), attempts = 0 FROM l"
                             " WHERE account_id = $1::bigint AND kind = 'subscribe' AND state = "
@@ -405,12 +405,58 @@ int db_jobs_hold(PGconn *c, bool is_app, int64_t id, int64_t until_ms)
                        is_app ? "UPDATE jobs SET run_at = greatest(run_at,"
                                 " now() + $2::bigint * interval '1 millisecond')"
                                 " WHERE app_id = $1::bigint AND state = 'queued'"
-                              : "UPDATE jobs SET run_at = CASE WHEN $2::bigint < 0"
-                                " THEN 'infinity'::timestamptz ELSE greatest(run_at,"
-                                " now() + $2::bigint * interval '1 millisecond') END"
+                              : "UPDATE jobs SET run_at = greatest(run_at,"
+                                " now() + $2::bigint * interval '1 millisecond')"
                                 " WHERE account_id = $1::bigint AND state = 'queued'",
                        2, params);
     int rc = check(c, r);
+    PQclear(r);
+    return rc;
+}
+
+int db_jobs_hold_for_token(PGconn *c, const struct job *j, const char *token_sealed,
+                           const char *error_json)
+{
+    char acc[24], id[24], token[24];
+    fmt_id(acc, j->account_id);
+    fmt_id(id, j->id);
+    fmt_id(token, j->lease_token);
+    const char *params[] = {acc, error_json, id, token, token_sealed};
+    /* One statement: the account's row lock orders it against an API call
+     * replacing the token, whose release (db_jobs_enqueue_subscribe) then
+     * runs after it and sees every job it held. */
+    PGresult *r = exec(c,
+                       "WITH a AS ("
+                       " UPDATE accounts SET sub_state = 'token_invalid', sub_error = $2::jsonb"
+                       " WHERE id = $1::bigint AND access_token_sealed = $5"
+                       "  AND EXISTS (SELECT 1 FROM jobs WHERE id = $3::bigint"
+                       "   AND lease_token = $4::bigint AND state = 'running')"
+                       " RETURNING id"
+                       "), h AS ("
+                       " UPDATE jobs SET run_at = 'infinity' FROM a"
+                       " WHERE jobs.account_id = a.id AND jobs.state = 'queued'"
+                       ")"
+                       " SELECT count(*) FROM a",
+                       5, params);
+    int rc = check(c, r);
+    if (rc == 0)
+        rc = num(r, 0, 0) > 0 ? 1 : 0;
+    PQclear(r);
+    return rc;
+}
+
+int db_jobs_release_held(PGconn *c, int *released)
+{
+    /* Held jobs whose account no longer waits for a token: a backstop for
+     * any way the account left token_invalid without releasing them. The
+     * 'infinity' rows are the tail of jobs_due. */
+    PGresult *r = PQexec(c, "UPDATE jobs j SET run_at = now()"
+                            " WHERE j.state = 'queued' AND j.run_at = 'infinity'"
+                            "  AND NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = j.account_id"
+                            "   AND a.sub_state = 'token_invalid')");
+    int rc = check(c, r);
+    if (rc == 0 && released != NULL)
+        *released = (int)strtol(PQcmdTuples(r), NULL, 10);
     PQclear(r);
     return rc;
 }

@@ -91,10 +91,21 @@ int db_jobs_finish(PGconn *c, const struct job *j, const char *final_state, cons
  * when none will by time alone; lets an idle worker sleep just long enough. */
 int db_jobs_next_due_ms(PGconn *c, int64_t *ms);
 
-/* Moves the queued jobs of an account (or, with is_app, an app) out of the
- * claim's way: to until_ms from now for a pause, or (until_ms < 0, accounts
- * only) until db_jobs_enqueue_subscribe() releases them with a new token.
- * The claim checks holds anyway; this keeps it from walking past them. */
+/* Moves the queued jobs of an account (or, with is_app, an app) to until_ms
+ * from now, the end of a pause. The claim checks pauses anyway; this keeps
+ * it from walking past those jobs. */
 int db_jobs_hold(PGconn *c, bool is_app, int64_t id, int64_t until_ms);
+
+/* Meta refused token_sealed for running job j: marks j's account
+ * token_invalid if that is still its token and j still holds its lease, and
+ * moves the account's queued jobs to 'infinity' until
+ * db_jobs_enqueue_subscribe() releases them with a new token. 1 when the
+ * account was marked, 0 when not, or a negative HB_E*. */
+int db_jobs_hold_for_token(PGconn *c, const struct job *j, const char *token_sealed,
+                           const char *error_json);
+
+/* Releases held jobs whose account no longer waits for a token (a
+ * backstop run by the dispatcher). *released gets their number. */
+int db_jobs_release_held(PGconn *c, int *released);
 
 #endif

@@ -103,29 +103,6 @@ static void pause(struct job_env *env, const struct job *j, bool is_app, int64_t
     PQclear(r);
 }
 
-/* Marks the account token_invalid if token_sealed is still its token, and
- * holds its queued jobs until a new one comes. */
-static void hold_for_token(struct job_env *env, const struct job *j, const char *error_json,
-                           const char *token_sealed)
-{
-    char id[24], job[24], token[24];
-    snprintf(id, sizeof(id), "%" PRId64, j->account_id);
-    snprintf(job, sizeof(job), "%" PRId64, j->id);
-    snprintf(token, sizeof(token), "%" PRId64, j->lease_token);
-    const char *params[] = {id, error_json, job, token, token_sealed};
-    PGresult *r = PQexecParams(env->conn,
-                               "UPDATE accounts SET sub_state = 'token_invalid',"
-                               " sub_error = $2::jsonb WHERE id = $1::bigint"
-                               " AND access_token_sealed = $5" LEASED,
-                               5, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK)
-        log_warn("could not mark an account's token invalid", "account=%" PRId64 " sqlstate=%s",
-                 j->account_id, db_sqlstate(r));
-    else if (strcmp(PQcmdTuples(r), "1") == 0)
-        db_jobs_hold(env->conn, false, j->account_id, -1);
-    PQclear(r);
-}
-
 enum graph_class job_classify(const struct graph_response *resp, struct buf *error_json)
 {
     struct graph_error e;
@@ -188,7 +165,10 @@ void job_apply(struct job_env *env, struct job *j, enum graph_class cls,
                                            : "Graph API account rate limit; pausing the account",
                  "account=%" PRId64 " pause_ms=%" PRId64, j->account_id, pause_ms);
     } else if (cls == GRAPH_TOKEN_INVALID && j->account_id > 0 && token_sealed != NULL) {
-        hold_for_token(env, j, err, token_sealed);
+        int held = db_jobs_hold_for_token(env->conn, j, token_sealed, err);
+        if (held < 0)
+            log_warn("could not mark an account's token invalid", "account=%" PRId64 " error=%s",
+                     j->account_id, hb_strerror(held));
         rc = db_jobs_retry(env->conn, j, 0, false, err);
         log_warn("access token rejected by Meta; the account's jobs wait for a new one",
                  "account=%" PRId64, j->account_id);

@@ -168,7 +168,10 @@ static void record(struct sub_ctx *s, const char *state, const char *fields_csv,
         " sub_error = $4::jsonb, sub_checked_at = now()"
         " WHERE id = $1::bigint AND array_to_string(subscribed_fields, ',') = $5"
         "  AND access_token_sealed = $6"
-        "  AND EXISTS (SELECT 1 FROM jobs WHERE id = $7::bigint AND lease_token = $8::bigint)",
+        /* once Meta refused the token, only a new one (the API) clears it */
+        "  AND sub_state <> 'token_invalid'"
+        "  AND EXISTS (SELECT 1 FROM jobs WHERE id = $7::bigint AND lease_token = $8::bigint"
+        "   AND state = 'running')",
         8, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_COMMAND_OK)
         log_warn("could not record an account's subscription", "account=%" PRId64 " sqlstate=%s",

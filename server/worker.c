@@ -151,6 +151,8 @@ static void worker_main(void *arg)
             continue;
         }
         backoff = 100;
+        if (PQtransactionStatus(env.conn) != PQTRANS_IDLE)
+            PQclear(PQexec(env.conn, "ROLLBACK")); /* never claim inside a leftover transaction */
         struct job j;
         int rc = db_jobs_claim(env.conn, owner, p->cfg->job_lease_ms, &j);
         if (rc == 1) {
@@ -219,6 +221,8 @@ static void periodic(struct worker_pool *p, PGconn *c, uint64_t *next_rescue, ui
             log_warn("job queue: rescuing expired leases failed", "error=%s", hb_strerror(rc));
         if (rc == 0 && (rc = db_messages_link_echoes(c, &n)) == 0 && n > 0)
             log_debug("echoes linked by the sweep", "count=%d", n);
+        if (rc == 0 && (rc = db_jobs_release_held(c, &n)) == 0 && n > 0)
+            log_warn("held jobs released: their account has a new token", "count=%d", n);
         int64_t every = cfg->job_lease_ms / 2 < cfg->job_poll_interval_ms
                             ? cfg->job_lease_ms / 2
                             : cfg->job_poll_interval_ms;

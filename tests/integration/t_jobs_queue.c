@@ -136,6 +136,33 @@ static void queue_semantics(void)
     tap_ok(claim("w", 60000, &x) > 0, "released, the job is claimed");
     db_jobs_succeed(db.conn, &x);
     db_job_dispose(&x);
+    /* A 190: the account is held only for the token refused, and only by a
+     * job that still holds its lease; the dispatcher's backstop releases
+     * jobs held for an account that has left token_invalid. */
+    h_db_exec(&db, "UPDATE apps SET paused_until = NULL");
+    h_db_exec(&db, "UPDATE accounts SET paused_until = NULL, sub_state = 'pending'");
+    insert_job("tok:1", hacc);
+    insert_job("tok:2", hacc);
+    tap_ok(claim("w", 60000, &x) > 0, "a job of the account runs");
+    tap_is_int(db_jobs_hold_for_token(db.conn, &x, "another-token", "{}"), 0,
+               "a 190 for a token the account no longer has holds nothing");
+    tap_is_int(db_jobs_hold_for_token(db.conn, &x, "x", "{\"code\":190}"), 1,
+               "a 190 for its token marks the account");
+    tap_is_int(h_db_int(&db, "SELECT count(*) FROM jobs WHERE serial_key = 'tok:2'"
+                             " AND run_at = 'infinity'"),
+               1, "and moves its queued jobs out of the claim's way");
+    h_db_exec(&db, "UPDATE accounts SET sub_state = 'pending'");
+    int released = 0;
+    tap_is_int(db_jobs_release_held(db.conn, &released), 0, "the backstop runs");
+    tap_is_int(released, 1, "and releases the job of an account that left token_invalid");
+    struct job stale = x;
+    stale.lease_token = -1;
+    tap_is_int(db_jobs_hold_for_token(db.conn, &stale, "x", "{}"), 0,
+               "a worker that lost its lease holds nothing");
+    db_jobs_succeed(db.conn, &x);
+    db_job_dispose(&x);
+    h_db_exec(&db, "DELETE FROM jobs WHERE serial_key LIKE 'tok:%%'");
+
     producers_serialise(hacc);
     h_db_exec(&db, "DELETE FROM messages");
     h_db_exec(&db, "DELETE FROM accounts");
