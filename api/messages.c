@@ -66,7 +66,8 @@
     " WHERE jobs.message_id = m.id ORDER BY jobs.id DESC LIMIT 1) j ON true"
 
 /* next_attempt_at: when a queued job may next run, no earlier than a
- * rate-limit pause of its account or app; null while held or not queued. */
+ * rate-limit pause of its account or app; null while held, while waiting
+ * for an earlier reply of its conversation, or when not queued. */
 #define MESSAGE_JSON                                                                               \
     "jsonb_build_object('id', m.id, 'account_id', m.account_id, 'tenant_id', m.tenant_id,"         \
     " 'recipient_id', m.recipient_id, 'text', m.request #> '{message,text}',"                      \
@@ -77,6 +78,7 @@
     " 'state', " MESSAGE_STATE ", 'attempts', coalesce(j.attempts, 0),"                            \
     " 'last_error', j.last_error,"                                                                 \
     " 'next_attempt_at', CASE WHEN j.state = 'queued' AND a.sub_state <> 'token_invalid'"          \
+    "  AND j.run_at < 'infinity'"                                                                  \
     " THEN greatest(j.run_at, a.paused_until, p.paused_until) END,"                                \
     " 'message_id', m.meta_message_id, 'sent_at', m.sent_at, 'echo_event_id', m.echo_event_id,"    \
     " 'idempotency_key', m.idempotency_key, 'created_at', m.created_at)::text"

@@ -86,6 +86,19 @@ static void fmt_id(char out[24], int64_t v)
     snprintf(out, 24, "%" PRId64, v);
 }
 
+/* Takes the serial-key lock in a statement of its own: a statement's
+ * snapshot is taken when it starts, so only the statements after the wait
+ * see what the previous holder committed. */
+static int lock_key(PGconn *c, const char *key_sql, int n, const char *const *params)
+{
+    char sql[256];
+    snprintf(sql, sizeof(sql), "SELECT " SERIAL_LOCK("%s"), key_sql);
+    PGresult *r = exec(c, sql, n, params);
+    int rc = check(c, r);
+    PQclear(r);
+    return rc;
+}
+
 int db_jobs_enqueue_send(PGconn *c, int64_t account_id, int64_t message_id,
                          const char *recipient_id, int64_t *job_id)
 {
@@ -93,23 +106,28 @@ int db_jobs_enqueue_send(PGconn *c, int64_t account_id, int64_t message_id,
     fmt_id(acc, account_id);
     fmt_id(msg, message_id);
     const char *params[] = {acc, msg, recipient_id};
-    PGresult *r = exec(
-        c,
-        "WITH l AS (SELECT " SERIAL_LOCK(
-            "'msg:' || $1 || ':' || $3::text") ")"
-                                               " INSERT INTO jobs (kind, tenant_id, app_id, "
-                                               "account_id, message_id,"
-                                               "  serial_key, run_at)"
-                                               " SELECT 'send', a.tenant_id, a.app_id, a.id, "
-                                               "$2::bigint,"
-                                               "  'msg:' || a.id || ':' || $3::text, " FIRST_RUN_AT(
-                                                   "a",
-                                                   "p") " FROM l, accounts a JOIN apps p ON p.id = "
-                                                        "a.app_id WHERE a.id = $1::bigint"
-                                                        " RETURNING id, pg_notify('" DB_JOBS_CHANNEL
-                                                        "', '')",
-        3, params);
-    int rc = check(c, r);
+    const char *key_params[] = {acc, recipient_id};
+    int rc = lock_key(c, "'msg:' || $1 || ':' || $2::text", 2, key_params);
+    if (rc != 0)
+        return rc;
+    /* A reply behind an unfinished one of its conversation is parked at
+     * 'infinity' until that one ends (db_jobs_succeed() promotes the next),
+     * so that a long conversation does not lie in the claim's way. */
+    PGresult *r =
+        exec(c,
+             "INSERT INTO jobs (kind, tenant_id, app_id, account_id, message_id,"
+             "  serial_key, run_at)"
+             " SELECT 'send', a.tenant_id, a.app_id, a.id, $2::bigint,"
+             "  'msg:' || a.id || ':' || $3::text,"
+             "  CASE WHEN EXISTS (SELECT 1 FROM jobs e"
+             "   WHERE e.serial_key = 'msg:' || a.id || ':' || $3::text"
+             "   AND e.state IN ('queued', 'running'))"
+             "  THEN 'infinity'::timestamptz ELSE " FIRST_RUN_AT(
+                 "a", "p") " END"
+                           " FROM accounts a JOIN apps p ON p.id = a.app_id WHERE a.id = $1::bigint"
+                           " RETURNING id, pg_notify('" DB_JOBS_CHANNEL "', '')",
+             3, params);
+    rc = check(c, r);
     if (rc == 0 && PQntuples(r) != 1)
         rc = HB_ENOTFOUND;
     if (rc == 0 && job_id != NULL)
@@ -134,21 +152,24 @@ int db_jobs_enqueue_subscribe(PGconn *c, int64_t account_id)
             "'sub:' || $1") "), h AS ("
                             " UPDATE jobs SET run_at = now() FROM l"
                             " WHERE account_id = $1::bigint AND state = 'queued'"
-                            "  AND run_at = 'infinity' AND kind <> 'subscribe'"
-                            "), q AS ("
-                            " UPDATE jobs SET run_at = now(), attempts = 0 FROM l"
-                            " WHERE account_id = $1::bigint AND kind = 'subscribe' AND state = "
-                            "'queued'"
-                            " RETURNING id"
-                            "), i AS ("
-                            " INSERT INTO jobs (kind, tenant_id, app_id, account_id, serial_key)"
-                            " SELECT 'subscribe', tenant_id, app_id, id, 'sub:' || id"
-                            " FROM l, accounts WHERE id = $1::bigint AND NOT EXISTS (SELECT 1 FROM "
-                            "q)"
-                            " RETURNING id"
-                            ")"
-                            " SELECT pg_notify('" DB_JOBS_CHANNEL "', ''),"
-                            "  (SELECT count(*) FROM q) + (SELECT count(*) FROM i)",
+                            "  AND run_at = 'infinity' AND kind <> 'subscribe' AND" NO_PREDECESSOR(
+                                "jobs") "), q AS ("
+                                        " UPDATE jobs SET run_at = now(), attempts = 0 FROM l"
+                                        " WHERE account_id = $1::bigint AND kind = 'subscribe' AND "
+                                        "state = "
+                                        "'queued'"
+                                        " RETURNING id"
+                                        "), i AS ("
+                                        " INSERT INTO jobs (kind, tenant_id, app_id, account_id, "
+                                        "serial_key)"
+                                        " SELECT 'subscribe', tenant_id, app_id, id, 'sub:' || id"
+                                        " FROM l, accounts WHERE id = $1::bigint AND NOT EXISTS "
+                                        "(SELECT 1 FROM "
+                                        "q)"
+                                        " RETURNING id"
+                                        ")"
+                                        " SELECT pg_notify('" DB_JOBS_CHANNEL "', ''),"
+                                        "  (SELECT count(*) FROM q) + (SELECT count(*) FROM i)",
         1, params);
     int rc = check(c, r);
     PQclear(r);
@@ -249,14 +270,6 @@ int db_jobs_enqueue_checks(PGconn *c, int64_t older_than_ms, int *queued)
     return rc;
 }
 
-int db_jobs_prepare(PGconn *c)
-{
-    PGresult *r = PQprepare(c, CLAIM_STMT, CLAIM_SQL, 2, NULL);
-    int rc = check(c, r);
-    PQclear(r);
-    return rc;
-}
-
 void db_job_dispose(struct job *j)
 {
     free(j->payload);
@@ -307,46 +320,126 @@ int db_jobs_rescue(PGconn *c, int *rescued)
     return rc;
 }
 
-/* Runs a fenced update of job j ($1 id, $2 lease token, then extra) that
- * returns the job's serial key. When wake is set and a job of the same key is
- * queued behind this one, NOTIFY: it may be claimable now, by any process. */
-static int fenced(PGconn *c, const struct job *j, const char *update, bool wake, int nextra,
-                  const char *const *extra)
+#define FENCE " WHERE id = $1::bigint AND lease_token = $2::bigint AND state = 'running'"
+/* lease_owner stays: it tells who ran the job last. */
+#define RELEASE " lease_expires_at = NULL"
+
+/* The outcomes of a job: fenced updates by $1 id and $2 lease token, then
+ * their own parameters. An end (success or failure) also promotes the next
+ * job of the key (parked at 'infinity' by db_jobs_enqueue_send()) unless
+ * its account waits for a token, and NOTIFYs every process's workers. */
+struct outcome {
+    const char *name;
+    const char *update;
+    bool is_end;
+    int nparams;
+};
+
+static const struct outcome SUCCEED = {
+    "hb_jobs_succeed",
+    "UPDATE jobs SET state = 'succeeded', finished_at = now(), last_error = NULL," RELEASE FENCE,
+    true, 2};
+static const struct outcome RETRY = {
+    "hb_jobs_retry",
+    "UPDATE jobs SET state = 'queued',"
+    " run_at = now() + $3::bigint * interval '1 millisecond',"
+    " attempts = attempts - CASE WHEN $4::boolean THEN 0 ELSE 1 END,"
+    " last_error = $5::jsonb," RELEASE FENCE,
+    false, 5};
+static const struct outcome FINISH = {
+    "hb_jobs_finish",
+    "UPDATE jobs SET state = $3::text, finished_at = now(), last_error = $4::jsonb," RELEASE FENCE,
+    true, 4};
+#define LOCK_STMT "hb_jobs_lock"
+
+static void outcome_sql(const struct outcome *o, struct buf *sql)
+{
+    buf_printf(sql, "WITH u AS (%s RETURNING serial_key)%s SELECT (SELECT count(*) FROM u)%s",
+               o->update,
+               o->is_end ? ", n AS (UPDATE jobs SET run_at = now() FROM u"
+                           " WHERE jobs.id = (SELECT min(q.id) FROM jobs q"
+                           "  WHERE q.serial_key = u.serial_key AND q.state = 'queued')"
+                           "  AND jobs.run_at = 'infinity'"
+                           "  AND NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = jobs.account_id"
+                           "   AND a.sub_state = 'token_invalid'))"
+                         : "",
+               o->is_end ? ", (SELECT pg_notify('" DB_JOBS_CHANNEL "', '') FROM u WHERE EXISTS"
+                           " (SELECT 1 FROM jobs n WHERE n.serial_key = u.serial_key"
+                           "  AND n.state = 'queued'))"
+                         : "");
+}
+
+static int prepare(PGconn *c, const char *name, const char *sql)
+{
+    PGresult *r = PQprepare(c, name, sql, 0, NULL);
+    int rc = check(c, r);
+    PQclear(r);
+    return rc;
+}
+
+int db_jobs_prepare(PGconn *c)
+{
+    const struct outcome *all[] = {&SUCCEED, &RETRY, &FINISH};
+    int rc = prepare(c, CLAIM_STMT, CLAIM_SQL);
+    if (rc == 0)
+        rc = prepare(c, LOCK_STMT,
+                     "SELECT " SERIAL_LOCK("serial_key") " FROM jobs WHERE id = $1::bigint");
+    for (size_t i = 0; rc == 0 && i < HB_ARRAY_SIZE(all); i++) {
+        struct buf sql;
+        buf_init(&sql);
+        outcome_sql(all[i], &sql);
+        rc = prepare(c, all[i]->name, sql.data);
+        buf_dispose(&sql);
+    }
+    return rc;
+}
+
+/* Records outcome o of job j; an end runs under the key's lock, taken in a
+ * statement of its own (a statement's snapshot is taken when it starts), so
+ * a job being queued behind this one right now is either seen and
+ * promoted, or sees this one ended and is not parked. 1 when the job was
+ * updated, 0 when its lease was lost. */
+static int fenced(PGconn *c, const struct job *j, const struct outcome *o, const char *const *extra)
 {
     char id[24], token[24];
     fmt_id(id, j->id);
     fmt_id(token, j->lease_token);
     const char *params[6] = {id, token};
-    for (int i = 0; i < nextra; i++)
-        params[2 + i] = extra[i];
-    struct buf sql;
-    buf_init(&sql);
-    buf_printf(&sql, "WITH u AS (%s RETURNING serial_key) SELECT (SELECT count(*) FROM u)%s",
-               update,
-               wake ? ", (SELECT pg_notify('" DB_JOBS_CHANNEL "', '') FROM u WHERE EXISTS"
-                      " (SELECT 1 FROM jobs n WHERE n.serial_key = u.serial_key"
-                      "  AND n.state = 'queued'))"
-                    : "");
-    PGresult *r = exec(c, sql.data, 2 + nextra, params);
-    buf_dispose(&sql);
-    int rc = check(c, r);
-    if (rc == 0)
-        rc = num(r, 0, 0) == 1 ? 1 : 0;
-    PQclear(r);
+    for (int i = 2; i < o->nparams; i++)
+        params[i] = extra[i - 2];
+    bool is_own_tx = o->is_end && PQtransactionStatus(c) == PQTRANS_IDLE;
+    int rc = 0;
+    PGresult *r;
+    if (is_own_tx) {
+        r = PQexec(c, "BEGIN");
+        rc = check(c, r);
+        PQclear(r);
+    }
+    if (rc == 0 && o->is_end) {
+        r = PQexecPrepared(c, LOCK_STMT, 1, params, NULL, NULL, 0);
+        rc = check(c, r);
+        PQclear(r);
+    }
+    if (rc == 0) {
+        r = PQexecPrepared(c, o->name, o->nparams, params, NULL, NULL, 0);
+        rc = check(c, r);
+        if (rc == 0)
+            rc = num(r, 0, 0) == 1 ? 1 : 0;
+        PQclear(r);
+    }
+    if (is_own_tx) {
+        r = PQexec(c, rc >= 0 ? "COMMIT" : "ROLLBACK");
+        int crc = check(c, r);
+        PQclear(r);
+        if (crc != 0 && rc >= 0)
+            rc = crc;
+    }
     return rc;
 }
 
-#define FENCE " WHERE id = $1::bigint AND lease_token = $2::bigint AND state = 'running'"
-/* lease_owner stays: it tells who ran the job last. */
-#define RELEASE " lease_expires_at = NULL"
-
 int db_jobs_succeed(PGconn *c, const struct job *j)
 {
-    return fenced(
-        c, j,
-        "UPDATE jobs SET state = 'succeeded', finished_at = now(), last_error = NULL," RELEASE
-            FENCE,
-        true, 0, NULL);
+    return fenced(c, j, &SUCCEED, NULL);
 }
 
 int db_jobs_retry(PGconn *c, const struct job *j, int64_t delay_ms, bool count_attempt,
@@ -355,22 +448,13 @@ int db_jobs_retry(PGconn *c, const struct job *j, int64_t delay_ms, bool count_a
     char delay[24];
     fmt_id(delay, delay_ms);
     const char *extra[] = {delay, count_attempt ? "t" : "f", error_json};
-    return fenced(c, j,
-                  "UPDATE jobs SET state = 'queued',"
-                  " run_at = now() + $3::bigint * interval '1 millisecond',"
-                  " attempts = attempts - CASE WHEN $4::boolean THEN 0 ELSE 1 END,"
-                  " last_error = $5::jsonb," RELEASE FENCE,
-                  false, 3, extra);
+    return fenced(c, j, &RETRY, extra);
 }
 
 int db_jobs_finish(PGconn *c, const struct job *j, const char *final_state, const char *error_json)
 {
     const char *extra[] = {final_state, error_json};
-    return fenced(
-        c, j,
-        "UPDATE jobs SET state = $3::text, finished_at = now(), last_error = $4::jsonb," RELEASE
-            FENCE,
-        true, 2, extra);
+    return fenced(c, j, &FINISH, extra);
 }
 
 int db_jobs_next_due_ms(PGconn *c, int64_t *ms)
@@ -447,13 +531,15 @@ int db_jobs_hold_for_token(PGconn *c, const struct job *j, const char *token_sea
 
 int db_jobs_release_held(PGconn *c, int *released)
 {
-    /* Held jobs whose account no longer waits for a token: a backstop for
-     * any way the account left token_invalid without releasing them. The
+    /* Jobs at 'infinity' that nothing holds any more: their account does
+     * not wait for a token and no earlier job of their key is unfinished.
+     * A backstop for any way a hold or a parking outlived its reason. The
      * 'infinity' rows are the tail of jobs_due. */
     PGresult *r = PQexec(c, "UPDATE jobs j SET run_at = now()"
                             " WHERE j.state = 'queued' AND j.run_at = 'infinity'"
                             "  AND NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = j.account_id"
-                            "   AND a.sub_state = 'token_invalid')");
+                            "   AND a.sub_state = 'token_invalid')"
+                            "  AND" NO_PREDECESSOR("j"));
     int rc = check(c, r);
     if (rc == 0 && released != NULL)
         *released = (int)strtol(PQcmdTuples(r), NULL, 10);

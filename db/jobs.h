@@ -65,8 +65,9 @@ struct job {
 
 void db_job_dispose(struct job *j);
 
-/* Prepares the claim on a worker's connection, once after connecting:
- * planning it costs more than running it. */
+/* Prepares the claim and the outcomes on a worker's connection, once after
+ * connecting (planning them costs more than running them). Every function
+ * below needs it. */
 int db_jobs_prepare(PGconn *c);
 
 /* Claims at most one due job (db_jobs_prepare() first) for owner with a lease of lease_ms. 1 and
@@ -104,8 +105,9 @@ int db_jobs_hold(PGconn *c, bool is_app, int64_t id, int64_t until_ms);
 int db_jobs_hold_for_token(PGconn *c, const struct job *j, const char *token_sealed,
                            const char *error_json);
 
-/* Releases held jobs whose account no longer waits for a token (a
- * backstop run by the dispatcher). *released gets their number. */
+/* Releases jobs at 'infinity' that nothing holds any more: their account
+ * does not wait for a token and no earlier job of their key is unfinished
+ * (a backstop run by the dispatcher). *released gets their number. */
 int db_jobs_release_held(PGconn *c, int *released);
 
 #endif

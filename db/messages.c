@@ -17,17 +17,45 @@
     "  AND e.payload @> jsonb_build_object('message', jsonb_build_object('mid', " mid "))"         \
     "  ORDER BY e.id LIMIT 1)"
 
+#define STORE_STMT "hb_messages_store_sent"
+#define STORE_SQL                                                                                  \
+    "UPDATE messages m SET meta_message_id = $2, sent_at = now(),"                                 \
+    " echo_event_id = coalesce(m.echo_event_id, " ECHO_OF(                                         \
+        "m", "$2::text") ") WHERE m.id = $1::bigint AND m.meta_message_id IS NULL"
+#define LOAD_STMT "hb_messages_load"
+#define LOAD_SQL                                                                                   \
+    "SELECT m.request::text, m.meta_message_id, a.ig_id, a.page_id, a.login_type,"                 \
+    " a.access_token_sealed, a.app_id, p.graph_api_version"                                        \
+    " FROM messages m JOIN accounts a ON a.id = m.account_id"                                      \
+    " JOIN apps p ON p.id = a.app_id WHERE m.id = $1::bigint"
+
+int db_messages_prepare(PGconn *c)
+{
+    PGresult *r = PQprepare(c, STORE_STMT, STORE_SQL, 0, NULL);
+    int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : db_result_rc(c, r);
+    PQclear(r);
+    if (rc != 0)
+        return rc;
+    r = PQprepare(c, LOAD_STMT, LOAD_SQL, 0, NULL);
+    rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : db_result_rc(c, r);
+    PQclear(r);
+    return rc;
+}
+
+PGresult *db_messages_load(PGconn *c, int64_t id)
+{
+    char v[24];
+    snprintf(v, sizeof(v), "%" PRId64, id);
+    const char *params[] = {v};
+    return PQexecPrepared(c, LOAD_STMT, 1, params, NULL, NULL, 0);
+}
+
 int db_messages_store_sent(PGconn *c, int64_t id, const char *meta_message_id)
 {
     char v[24];
     snprintf(v, sizeof(v), "%" PRId64, id);
     const char *params[] = {v, meta_message_id};
-    PGresult *r =
-        PQexecParams(c,
-                     "UPDATE messages m SET meta_message_id = $2, sent_at = now(),"
-                     " echo_event_id = coalesce(m.echo_event_id, " ECHO_OF(
-                         "m", "$2::text") ") WHERE m.id = $1::bigint AND m.meta_message_id IS NULL",
-                     2, NULL, params, NULL, NULL, 0);
+    PGresult *r = PQexecPrepared(c, STORE_STMT, 2, params, NULL, NULL, 0);
     int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : db_result_rc(c, r);
     PQclear(r);
     return rc;

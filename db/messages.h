@@ -17,6 +17,15 @@
 #include <libpq-fe.h>
 #include <stdint.h>
 
+/* Prepares the statements below on a worker's connection, once after
+ * connecting; every function below needs it. */
+int db_messages_prepare(PGconn *c);
+
+/* What sending message id needs, in this column order: request (the Send
+ * API body), meta_message_id, ig_id, page_id, login_type,
+ * access_token_sealed, app_id, graph_api_version. Caller PQclear()s. */
+PGresult *db_messages_load(PGconn *c, int64_t id);
+
 /* Stores Meta's message_id for message id (unless one is stored), with the
  * time, and links its echo if already received. Not fenced by a lease on
  * purpose: once stored, no worker sends the reply again. */

@@ -23,19 +23,6 @@
 
 enum { C_REQUEST, C_MID, C_IG, C_PAGE, C_LOGIN, C_TOKEN, C_APP, C_VERSION };
 
-static PGresult *load(struct job_env *env, const struct job *j)
-{
-    char id[24];
-    snprintf(id, sizeof(id), "%" PRId64, j->message_id);
-    const char *params[] = {id};
-    return PQexecParams(env->conn,
-                        "SELECT m.request::text, m.meta_message_id, a.ig_id, a.page_id,"
-                        " a.login_type, a.access_token_sealed, a.app_id, p.graph_api_version"
-                        " FROM messages m JOIN accounts a ON a.id = m.account_id"
-                        " JOIN apps p ON p.id = a.app_id WHERE m.id = $1::bigint",
-                        1, NULL, params, NULL, NULL, 0);
-}
-
 /* Meta's message_id from a successful answer, into out. */
 static bool message_id_of(const struct graph_response *resp, struct buf *out)
 {
@@ -69,7 +56,7 @@ void job_send_run(struct job_env *env, struct job *j)
     buf_init(&err);
     struct graph_response resp;
     memset(&resp, 0, sizeof(resp));
-    PGresult *r = load(env, j);
+    PGresult *r = db_messages_load(env->conn, j->message_id);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         job_fail_local(env, j, false, "the message could not be read", NULL);
         goto out;

@@ -141,7 +141,8 @@ static void worker_main(void *arg)
     while (!quiescing(p)) {
         uint64_t gen = generation(p);
         if (env.conn == NULL && (env.conn = connect_db(p, who)) != NULL &&
-            (set_name(env.conn, "hubbub worker") != 0 || db_jobs_prepare(env.conn) != 0)) {
+            (set_name(env.conn, "hubbub worker") != 0 || db_jobs_prepare(env.conn) != 0 ||
+             db_messages_prepare(env.conn) != 0)) {
             PQfinish(env.conn);
             env.conn = NULL;
         }
@@ -221,15 +222,19 @@ static void periodic(struct worker_pool *p, PGconn *c, uint64_t *next_rescue, ui
             log_warn("job queue: rescuing expired leases failed", "error=%s", hb_strerror(rc));
         if (rc == 0 && (rc = db_messages_link_echoes(c, &n)) == 0 && n > 0)
             log_debug("echoes linked by the sweep", "count=%d", n);
-        if (rc == 0 && (rc = db_jobs_release_held(c, &n)) == 0 && n > 0)
-            log_warn("held jobs released: their account has a new token", "count=%d", n);
+
         int64_t every = cfg->job_lease_ms / 2 < cfg->job_poll_interval_ms
                             ? cfg->job_lease_ms / 2
                             : cfg->job_poll_interval_ms;
         *next_rescue = now + (uint64_t)(every < RESCUE_MIN_MS ? RESCUE_MIN_MS : every);
     }
     if (now >= *next_check) {
-        int n = 0, rc = db_jobs_enqueue_checks(c, cfg->subscription_check_interval_ms, &n);
+        /* A backstop, so at the slower cadence: it reads every job parked
+         * at 'infinity'. */
+        int n = 0, rc = db_jobs_release_held(c, &n);
+        if (rc == 0 && n > 0)
+            log_warn("jobs released that nothing held any more", "count=%d", n);
+        rc = db_jobs_enqueue_checks(c, cfg->subscription_check_interval_ms, &n);
         if (rc == 0 && n > 0)
             log_info("subscription checks queued", "count=%d", n);
         else if (rc != 0)

@@ -332,9 +332,14 @@ static void queue_replies(long long acc, int n, int recipients)
               " FROM accounts a, generate_series(1, %d) i"
               " WHERE a.id = %lld ORDER BY i RETURNING id, tenant_id, account_id, recipient_id"
               ")"
-              " INSERT INTO jobs (kind, tenant_id, app_id, account_id, message_id, serial_key)"
+              " INSERT INTO jobs (kind, tenant_id, app_id, account_id, message_id, serial_key,"
+              "  run_at)"
               " SELECT 'send', m.tenant_id, a.app_id, m.account_id, m.id,"
-              "  'msg:' || m.account_id || ':' || m.recipient_id"
+              "  'msg:' || m.account_id || ':' || m.recipient_id,"
+              /* parked behind the first of their conversation, as
+               * db_jobs_enqueue_send() queues them */
+              "  CASE WHEN row_number() OVER (PARTITION BY m.recipient_id ORDER BY m.id) > 1"
+              "  THEN 'infinity'::timestamptz ELSE now() END"
               " FROM m JOIN accounts a ON a.id = m.account_id ORDER BY m.id;"
               " NOTIFY " DB_JOBS_CHANNEL,
               RECIPIENT_BASE, recipients, RECIPIENT_BASE, recipients, n, acc);

@@ -163,6 +163,48 @@ static void queue_semantics(void)
     db_job_dispose(&x);
     h_db_exec(&db, "DELETE FROM jobs WHERE serial_key LIKE 'tok:%%'");
 
+    /* Replies behind an unfinished one of their conversation are parked,
+     * and each one's end promotes the next. */
+    long long pm[3], pj[3];
+    for (int i = 0; i < 3; i++) {
+        pm[i] = h_db_int(&db,
+                         "INSERT INTO messages (tenant_id, account_id, recipient_id, request)"
+                         " SELECT tenant_id, id, '77', '{}' FROM accounts WHERE id = %lld"
+                         " RETURNING id",
+                         hacc);
+        int64_t jid = 0;
+        h_db_exec(&db, "BEGIN");
+        db_jobs_enqueue_send(db.conn, hacc, pm[i], "77", &jid);
+        h_db_exec(&db, "COMMIT");
+        pj[i] = jid;
+    }
+    tap_is_int(h_db_int(&db,
+                        "SELECT count(*) FROM jobs WHERE id IN (%lld, %lld)"
+                        " AND run_at = 'infinity'",
+                        pj[1], pj[2]),
+               2, "the second and third reply to one person are parked");
+    tap_is_int(claim("w", 60000, &x), pj[0], "the first is claimed");
+    tap_is_int(claim("w", 60000, &other), 0, "the parked ones are not");
+    db_jobs_succeed(db.conn, &x);
+    db_job_dispose(&x);
+    tap_is_int(
+        h_db_int(&db, "SELECT count(*) FROM jobs WHERE id = %lld AND run_at < 'infinity'", pj[1]),
+        1, "the first one's end promotes the second");
+    tap_is_int(
+        h_db_int(&db, "SELECT count(*) FROM jobs WHERE id = %lld AND run_at = 'infinity'", pj[2]),
+        1, "and only the second");
+    tap_is_int(claim("w", 60000, &x), pj[1], "which is claimed next");
+    db_jobs_finish(db.conn, &x, "failed", "{}");
+    db_job_dispose(&x);
+    tap_is_int(claim("w", 60000, &x), pj[2], "a failed one promotes the next too");
+    db_jobs_succeed(db.conn, &x);
+    db_job_dispose(&x);
+    h_db_exec(&db, "INSERT INTO jobs (kind, app_id, serial_key, run_at)"
+                   " VALUES ('subscribe', 0, 'orphan:1', 'infinity')");
+    tap_is_int(db_jobs_release_held(db.conn, &released), 0, "the backstop runs again");
+    tap_is_int(released, 1, "and releases a parked job whose predecessor is gone");
+    h_db_exec(&db, "DELETE FROM jobs WHERE serial_key = 'orphan:1'");
+
     producers_serialise(hacc);
     h_db_exec(&db, "DELETE FROM messages");
     h_db_exec(&db, "DELETE FROM accounts");
@@ -260,9 +302,14 @@ static void queue_replies(long long acc, int recipients, int per, const char *ta
               " FROM accounts a, generate_series(1, %d) k, generate_series(1, %d) r"
               " WHERE a.id = %lld ORDER BY k, r RETURNING id, tenant_id, account_id, recipient_id"
               ")"
-              " INSERT INTO jobs (kind, tenant_id, app_id, account_id, message_id, serial_key)"
+              " INSERT INTO jobs (kind, tenant_id, app_id, account_id, message_id, serial_key,"
+              "  run_at)"
               " SELECT 'send', m.tenant_id, a.app_id, m.account_id, m.id,"
-              "  'msg:' || m.account_id || ':' || m.recipient_id"
+              "  'msg:' || m.account_id || ':' || m.recipient_id,"
+              /* parked behind the first of their conversation, as
+               * db_jobs_enqueue_send() queues them */
+              "  CASE WHEN row_number() OVER (PARTITION BY m.recipient_id ORDER BY m.id) > 1"
+              "  THEN 'infinity'::timestamptz ELSE now() END"
               " FROM m JOIN accounts a ON a.id = m.account_id ORDER BY m.id",
               tag, per, recipients, acc);
     h_db_exec(&db, "NOTIFY " DB_JOBS_CHANNEL);
