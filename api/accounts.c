@@ -507,22 +507,6 @@ void accounts_create(struct api_call *call, PGconn *c)
 
 /* ---- reading ---- */
 
-/* A positive id query parameter: 0 absent, 1 present (out gets its text),
- * -1 with a 400 set. */
-static int query_id(struct api_call *call, const char *name, char out[24])
-{
-    const char *s = api_param(call, name);
-    if (s == NULL)
-        return 0;
-    size_t n = strlen(s);
-    if (n > 18 || !all_digits(s, n) || strspn(s, "0") == n) {
-        api_error(call, 400, "bad_request", "%s must be a positive integer", name);
-        return -1;
-    }
-    snprintf(out, 24, "%s", s);
-    return 1;
-}
-
 void accounts_list(struct api_call *call, PGconn *c)
 {
     int limit;
@@ -532,8 +516,8 @@ void accounts_list(struct api_call *call, PGconn *c)
     static const char *const known[] = {"limit", "cursor", "tenant_id", "app_id", NULL};
     if (!api_params_only(call, known, NULL) || !api_limit(call, &limit) ||
         api_cursor_decode(call, &after, &unused) < 0 ||
-        (has_tenant = query_id(call, "tenant_id", tenant)) < 0 ||
-        (has_app = query_id(call, "app_id", app)) < 0)
+        (has_tenant = api_query_id(call, "tenant_id", tenant)) < 0 ||
+        (has_app = api_query_id(call, "app_id", app)) < 0)
         return;
     snprintf(a, sizeof(a), "%" PRId64, after);
     snprintf(l, sizeof(l), "%d", limit + 1);

@@ -126,6 +126,20 @@ int api_parse_query(struct api_call *call, const char *q, size_t len)
     return 0;
 }
 
+int api_query_id(struct api_call *call, const char *name, char out[24])
+{
+    const char *s = api_param(call, name);
+    if (s == NULL)
+        return 0;
+    size_t n = strlen(s);
+    if (n == 0 || n > 18 || strspn(s, "0123456789") != n || strspn(s, "0") == n) {
+        api_error(call, 400, "bad_request", "%s must be a positive integer", name);
+        return -1;
+    }
+    snprintf(out, 24, "%s", s);
+    return 1;
+}
+
 const char *api_scope(const struct api_call *call, char buf[24])
 {
     if (call->caller.is_operator)

@@ -111,6 +111,10 @@ bool api_authenticate(struct api_call *call, PGconn *c);
  * every tenant. buf holds the digits. */
 const char *api_scope(const struct api_call *call, char buf[24]);
 
+/* A positive id query parameter: 0 absent, 1 present (out gets its
+ * digits), -1 with a 400 set. */
+int api_query_id(struct api_call *call, const char *name, char out[24]);
+
 /* The first value of query parameter name, or NULL. */
 const char *api_param(const struct api_call *call, const char *name);
 /* false with a 400 set for a parameter not in allowed (NULL-terminated), or

@@ -6,6 +6,7 @@
 #include "api/api.h"
 #include "api/apps.h"
 #include "api/events.h"
+#include "api/jobs.h"
 #include "api/messages.h"
 #include "api/tenants.h"
 #include "lib/hb.h"
@@ -40,6 +41,7 @@ static const struct api_route ROUTES[] = {
     {"GET", "/v1/events", API_ANY, events_list},
     {"GET", "/v1/events/{id}", API_ANY, events_get},
     {"GET", "/v1/deliveries", API_OPERATOR, deliveries_list},
+    {"GET", "/v1/jobs", API_OPERATOR, jobs_list},
 };
 
 const struct api_route *api_routes(size_t *count)

@@ -197,6 +197,7 @@ int main(void)
         {"GET", "/v1/events", "/v1/events?limit=1000", 0, NULL, 200, A_MARKERS},
         {"GET", "/v1/events/{id}", "/v1/events/%lld", 'e', NULL, 404, NULL},
         {"GET", "/v1/deliveries", "/v1/deliveries", 0, NULL, 404, NULL},
+        {"GET", "/v1/jobs", "/v1/jobs", 0, NULL, 404, NULL},
     };
 
     size_t nroutes;

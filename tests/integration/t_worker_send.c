@@ -250,6 +250,21 @@ int main(void)
     tap_contains(r.body, "\"code\": 2", "with Meta's last error");
     h_resp_free(&r);
 
+    /* ---- the operator sees the dead job; a tenant key does not ---- */
+    snprintf(path, sizeof(path), "/v1/jobs?state=dead&kind=send&account=%lld", acc);
+    h_api(&r, &srv, H_ADMIN_TOKEN, "GET", path, NULL);
+    tap_is_int(r.status, 200, "GET /v1/jobs?state=dead as the operator");
+    tap_is_int(h_json_num(r.body, "message_id"), m_dead, "lists the dead reply's job");
+    tap_contains(r.body, "\"code\": 2", "with its last error");
+    tap_ok(strstr(r.body, "payload") == NULL && strstr(r.body, "sealed") == NULL, "and no payload");
+    h_resp_free(&r);
+    h_api(&r, &srv, key, "GET", "/v1/jobs", NULL);
+    tap_is_int(r.status, 404, "a tenant key gets 404");
+    h_resp_free(&r);
+    h_api(&r, &srv, H_ADMIN_TOKEN, "GET", "/v1/jobs?state=stuck", NULL);
+    tap_is_int(r.status, 400, "an unknown state is a 400");
+    h_resp_free(&r);
+
     /* ---- permanent errors fail at once ---- */
     permanent(FG_ERR_10_WINDOW, "too late", "10", "code 10 / 2018278 (outside the window)");
     permanent(FG_ERR_100, "bad param", "100", "code 100");
