@@ -918,7 +918,11 @@ static void check_walk_while_inserting(void)
     pthread_t th;
     if (pthread_create(&th, NULL, insert_loop, &in) != 0)
         tap_bail("pthread_create failed");
-    h_sleep_ms(20); /* some new events exist before the walk starts */
+    /* Some new events exist before the walk starts, so the inserter is
+     * known to be running (on a loaded machine it may take a while). */
+    int64_t deadline = h_now_ms() + 20000;
+    while (__atomic_load_n(&in.inserted, __ATOMIC_ACQUIRE) < 5 && h_now_ms() < deadline)
+        h_sleep_ms(5);
     int before = __atomic_load_n(&in.inserted, __ATOMIC_ACQUIRE);
     struct ids got = {0};
     int pages;
