@@ -10,10 +10,22 @@
  * the job is fenced by that token, so a worker that lost its lease (it hung
  * past the expiry and another process rescued the job) cannot overwrite the
  * outcome. A job is not claimed while an earlier job with the same serial key
- * is unfinished, while its account waits for a new token (sub_state
- * token_invalid), or while its account or app is paused by a rate limit.
+ * is unfinished (or any one of its key runs), while its account waits for a
+ * new token (sub_state token_invalid), or while its account or app is paused
+ * by a rate limit.
  *
- * All functions block on libpq: call them from worker threads only.
+ * The claim walks due jobs oldest first, so jobs that cannot run are kept
+ * out of its way: a paused account's or app's get run_at at the pause's end;
+ * those of an account waiting for a token, and replies queued behind an
+ * unfinished one of their conversation, are parked at run_at 'infinity'.
+ * The end of a job promotes the next of its key; a new token releases the
+ * account's; the dispatcher's db_jobs_release_held() is the backstop.
+ *
+ * Producers take an advisory lock on the serial key until they commit, so
+ * that the ids of a key (its order) are also its commit order.
+ *
+ * All functions block on libpq: call them from worker threads (or, for the
+ * producers, API handlers on the thread pool), never the event loop.
  */
 #ifndef HB_DB_JOBS_H
 #define HB_DB_JOBS_H
@@ -26,7 +38,8 @@
 
 /* ---- producers (inside the caller's transaction) ---- */
 
-/* Queues the send of message message_id of account_id to recipient_id. */
+/* Queues the send of message message_id of account_id to recipient_id;
+ * parked behind an unfinished reply to the same recipient. */
 int db_jobs_enqueue_send(PGconn *c, int64_t account_id, int64_t message_id,
                          const char *recipient_id, int64_t *job_id);
 /* Queues a subscribe job for the account: it reads the edge, writes what is
