@@ -561,3 +561,61 @@ void messages_get(struct api_call *call, PGconn *c)
         api_reply_row(call, 200, r);
     PQclear(r);
 }
+
+void messages_retry(struct api_call *call, PGconn *c)
+{
+    if (call->body != NULL && call->body_len > 0) {
+        static const char *const none[] = {NULL};
+        struct json_doc doc;
+        if (!api_body_object(call, &doc))
+            return;
+        bool ok = api_body_only(call, &doc, none);
+        json_doc_dispose(&doc);
+        if (!ok)
+            return;
+    }
+    char id[24], sc[24];
+    snprintf(id, sizeof(id), "%" PRId64, call->ids[0]);
+    const char *params[] = {id, api_scope(call, sc)};
+    if (!api_begin(call, c))
+        return;
+    /* SHARE on the account, as when the reply was posted: a token being
+     * replaced now sees the job this puts back. */
+    PGresult *r = api_exec(c,
+                           "SELECT 1 FROM messages m JOIN accounts a ON a.id = m.account_id"
+                           " WHERE m.id = $1 AND ($2::bigint IS NULL OR m.tenant_id = $2)"
+                           " FOR SHARE OF a",
+                           2, params);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) == 0) {
+        if (PQresultStatus(r) != PGRES_TUPLES_OK)
+            api_db_error(call, c, r, NULL);
+        else
+            api_not_found(call, "no message with this id");
+        PQclear(r);
+        api_rollback(c);
+        return;
+    }
+    PQclear(r);
+    int rc = db_jobs_requeue_send(c, call->ids[0]);
+    if (rc <= 0) {
+        api_rollback(c);
+        if (rc == 0)
+            api_error(call, 409, "conflict", "only a failed or dead reply can be sent again");
+        else
+            api_error(call, rc == HB_EUNAVAILABLE ? 503 : 500,
+                      rc == HB_EUNAVAILABLE ? "unavailable" : "internal",
+                      "the reply could not be queued again");
+        return;
+    }
+    if (!api_commit(call, c))
+        return;
+    r = api_exec(c,
+                 "SELECT " MESSAGE_JSON MESSAGE_FROM " WHERE m.id = $1"
+                 " AND ($2::bigint IS NULL OR m.tenant_id = $2)",
+                 2, params);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) == 0)
+        api_db_error(call, c, r, NULL);
+    else
+        api_reply_row(call, 202, r);
+    PQclear(r);
+}

@@ -37,6 +37,7 @@ static const struct api_route ROUTES[] = {
     {"GET", "/v1/accounts/{id}/messages", API_ANY, messages_list},
     {"POST", "/v1/accounts/{id}/messages", API_ANY, messages_create},
     {"GET", "/v1/messages/{id}", API_ANY, messages_get},
+    {"POST", "/v1/messages/{id}/retry", API_ANY, messages_retry},
 
     {"GET", "/v1/events", API_ANY, events_list},
     {"GET", "/v1/events/{id}", API_ANY, events_get},

@@ -136,6 +136,43 @@ int db_jobs_enqueue_send(PGconn *c, int64_t account_id, int64_t message_id,
     return rc;
 }
 
+int db_jobs_requeue_send(PGconn *c, int64_t message_id)
+{
+    char msg[24];
+    fmt_id(msg, message_id);
+    const char *params[] = {msg};
+    PGresult *r = exec(c,
+                       "SELECT " SERIAL_LOCK("serial_key") " FROM jobs"
+                                                           " WHERE message_id = $1::bigint",
+                       1, params);
+    int rc = check(c, r);
+    PQclear(r);
+    if (rc != 0)
+        return rc;
+    /* A fresh start: attempts and age count again from now (created_at),
+     * behind an unfinished reply of its conversation or held with its
+     * account, as a new one would be. Never once Meta's id is stored. */
+    r = exec(c,
+             "UPDATE jobs j SET state = 'queued', attempts = 0, last_error = NULL,"
+             " finished_at = NULL, created_at = now(),"
+             " run_at = CASE WHEN a.sub_state = 'token_invalid' THEN 'infinity'::timestamptz"
+             "  WHEN EXISTS (SELECT 1 FROM jobs e WHERE e.serial_key = j.serial_key"
+             "   AND e.id <> j.id AND e.state IN ('queued', 'running'))"
+             "  THEN 'infinity'::timestamptz"
+             "  ELSE greatest(now(), a.paused_until, p.paused_until) END"
+             " FROM accounts a, apps p, messages m"
+             " WHERE j.message_id = $1::bigint AND j.state IN ('failed', 'dead')"
+             "  AND a.id = j.account_id AND p.id = j.app_id AND m.id = j.message_id"
+             "  AND m.meta_message_id IS NULL"
+             " RETURNING j.id, pg_notify('" DB_JOBS_CHANNEL "', '')",
+             1, params);
+    rc = check(c, r);
+    if (rc == 0)
+        rc = PQntuples(r) == 1 ? 1 : 0;
+    PQclear(r);
+    return rc;
+}
+
 int db_jobs_enqueue_subscribe(PGconn *c, int64_t account_id)
 {
     char acc[24];

@@ -42,6 +42,9 @@
  * parked behind an unfinished reply to the same recipient. */
 int db_jobs_enqueue_send(PGconn *c, int64_t account_id, int64_t message_id,
                          const char *recipient_id, int64_t *job_id);
+/* Queues the send of a failed or dead reply again, from attempt 1. 1 when
+ * it was, 0 when the reply is not failed or dead (or was sent). */
+int db_jobs_requeue_send(PGconn *c, int64_t message_id);
 /* Queues a subscribe job for the account: it reads the edge, writes what is
  * missing and confirms. When one is already queued it is made due now and
  * its attempts reset instead: the job reads the account when it runs. */

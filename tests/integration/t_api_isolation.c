@@ -194,6 +194,7 @@ int main(void)
         {"POST", "/v1/accounts/{id}/messages", "/v1/accounts/%lld/messages", 'a',
          "{\"recipient_id\":\"1\",\"text\":\"pwned\"}", 404, NULL},
         {"GET", "/v1/messages/{id}", "/v1/messages/%lld", 'm', NULL, 404, NULL},
+        {"POST", "/v1/messages/{id}/retry", "/v1/messages/%lld/retry", 'm', "{}", 404, NULL},
         {"GET", "/v1/events", "/v1/events?limit=1000", 0, NULL, 200, A_MARKERS},
         {"GET", "/v1/events/{id}", "/v1/events/%lld", 'e', NULL, 404, NULL},
         {"GET", "/v1/deliveries", "/v1/deliveries", 0, NULL, 404, NULL},

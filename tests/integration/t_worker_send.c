@@ -265,6 +265,23 @@ int main(void)
     tap_is_int(r.status, 400, "an unknown state is a 400");
     h_resp_free(&r);
 
+    /* ---- a dead reply can be sent again; a sent one cannot ---- */
+    snprintf(path, sizeof(path), "/v1/messages/%lld/retry", m_dead);
+    h_api(&r, &srv, key, "POST", path, "{}");
+    tap_is_int(r.status, 202, "POST /v1/messages/{id}/retry on a dead reply: 202");
+    tap_contains(r.body, "\"text\": \"never\"", "answering the reply");
+    h_resp_free(&r);
+    tap_ok(wait_job(m_dead, "succeeded 2"),
+           "it goes out (the fake's fifth code 2 takes the first attempt)");
+    tap_is_int(sends_of("never"), 1, "once");
+    h_api(&r, &srv, key, "POST", path, "{}");
+    tap_is_int(r.status, 409, "a sent reply cannot be retried: 409");
+    h_resp_free(&r);
+    snprintf(path, sizeof(path), "/v1/messages/%lld/retry", m1);
+    h_api(&r, &srv, key, "POST", path, "{\"now\":true}");
+    tap_is_int(r.status, 422, "a retry takes no members");
+    h_resp_free(&r);
+
     /* ---- permanent errors fail at once ---- */
     permanent(FG_ERR_10_WINDOW, "too late", "10", "code 10 / 2018278 (outside the window)");
     permanent(FG_ERR_100, "bad param", "100", "code 100");
