@@ -577,10 +577,14 @@ static int cmd_config(int argc, char **argv)
         return 1;
     size_t n;
     const struct config_setting *s = config_settings(&n);
+    int width = 0;
+    for (size_t i = 0; i < n; i++)
+        if ((int)strlen(s[i].env) > width)
+            width = (int)strlen(s[i].env);
     for (size_t i = 0; i < n; i++) {
         char value[256];
         config_format_value(&cfg, &s[i], value, sizeof(value));
-        printf("%-26s %s\n", s[i].env, value);
+        printf("%-*s %s\n", width, s[i].env, value);
     }
     struct secretbox keys;
     const char *why;
