@@ -56,10 +56,15 @@ static const char CLAIM_SQL[] =
  * otherwise a later id could commit first and run before the earlier one. */
 #define SERIAL_LOCK(key) "pg_advisory_xact_lock(1751343729, hashtext(" key "))"
 
-/* A new job of an account that waits for a token, or is paused, starts out
- * not due, like the account's queued ones (db_jobs_hold()). */
-#define FIRST_RUN_AT(a, p)                                                                         \
+/* Where a send job starts: parked at 'infinity' while its account waits
+ * for a token or an unfinished job of its key (other than itself: the
+ * filter "others") stands before it, else due now or when its account's or
+ * app's pause ends, like the queued ones (db_jobs_hold()). Parked jobs stay
+ * out of the claim's way; the end of a job promotes the next of its key. */
+#define SEND_RUN_AT(a, p, key, others)                                                             \
     "CASE WHEN " a ".sub_state = 'token_invalid' THEN 'infinity'::timestamptz"                     \
+    " WHEN EXISTS (SELECT 1 FROM jobs e WHERE e.serial_key = " key                                 \
+    "  AND e.state IN ('queued', 'running')" others ") THEN 'infinity'::timestamptz"               \
     " ELSE greatest(now(), " a ".paused_until, " p ".paused_until) END"
 
 static int64_t num(const PGresult *r, int row, int col)
@@ -110,22 +115,15 @@ int db_jobs_enqueue_send(PGconn *c, int64_t account_id, int64_t message_id,
     int rc = lock_key(c, "'msg:' || $1 || ':' || $2::text", 2, key_params);
     if (rc != 0)
         return rc;
-    /* A reply behind an unfinished one of its conversation is parked at
-     * 'infinity' until that one ends (db_jobs_succeed() promotes the next),
-     * so that a long conversation does not lie in the claim's way. */
     PGresult *r =
         exec(c,
              "INSERT INTO jobs (kind, tenant_id, app_id, account_id, message_id,"
              "  serial_key, run_at)"
              " SELECT 'send', a.tenant_id, a.app_id, a.id, $2::bigint,"
-             "  'msg:' || a.id || ':' || $3::text,"
-             "  CASE WHEN EXISTS (SELECT 1 FROM jobs e"
-             "   WHERE e.serial_key = 'msg:' || a.id || ':' || $3::text"
-             "   AND e.state IN ('queued', 'running'))"
-             "  THEN 'infinity'::timestamptz ELSE " FIRST_RUN_AT(
-                 "a", "p") " END"
-                           " FROM accounts a JOIN apps p ON p.id = a.app_id WHERE a.id = $1::bigint"
-                           " RETURNING id, pg_notify('" DB_JOBS_CHANNEL "', '')",
+             "  'msg:' || a.id || ':' || $3::text, " SEND_RUN_AT(
+                 "a", "p", "'msg:' || a.id || ':' || $3::text",
+                 "") " FROM accounts a JOIN apps p ON p.id = a.app_id WHERE a.id = $1::bigint"
+                     " RETURNING id, pg_notify('" DB_JOBS_CHANNEL "', '')",
              3, params);
     rc = check(c, r);
     if (rc == 0 && PQntuples(r) != 1)
@@ -141,31 +139,26 @@ int db_jobs_requeue_send(PGconn *c, int64_t message_id)
     char msg[24];
     fmt_id(msg, message_id);
     const char *params[] = {msg};
-    PGresult *r = exec(c,
-                       "SELECT " SERIAL_LOCK("serial_key") " FROM jobs"
-                                                           " WHERE message_id = $1::bigint",
-                       1, params);
-    int rc = check(c, r);
-    PQclear(r);
+    int rc = lock_key(c, "(SELECT serial_key FROM jobs WHERE message_id = $1::bigint)", 1, params);
     if (rc != 0)
         return rc;
     /* A fresh start: attempts and age count again from now (created_at),
-     * behind an unfinished reply of its conversation or held with its
-     * account, as a new one would be. Never once Meta's id is stored. */
-    r = exec(c,
-             "UPDATE jobs j SET state = 'queued', attempts = 0, last_error = NULL,"
-             " finished_at = NULL, created_at = now(),"
-             " run_at = CASE WHEN a.sub_state = 'token_invalid' THEN 'infinity'::timestamptz"
-             "  WHEN EXISTS (SELECT 1 FROM jobs e WHERE e.serial_key = j.serial_key"
-             "   AND e.id <> j.id AND e.state IN ('queued', 'running'))"
-             "  THEN 'infinity'::timestamptz"
-             "  ELSE greatest(now(), a.paused_until, p.paused_until) END"
-             " FROM accounts a, apps p, messages m"
-             " WHERE j.message_id = $1::bigint AND j.state IN ('failed', 'dead')"
-             "  AND a.id = j.account_id AND p.id = j.app_id AND m.id = j.message_id"
-             "  AND m.meta_message_id IS NULL"
-             " RETURNING j.id, pg_notify('" DB_JOBS_CHANNEL "', '')",
-             1, params);
+     * parked or held as a new reply would be. Never once Meta's id is
+     * stored. */
+    PGresult *r = exec(
+        c,
+        "UPDATE jobs j SET state = 'queued', attempts = 0, last_error = NULL,"
+        " finished_at = NULL, created_at = now(),"
+        " run_at = " SEND_RUN_AT("a", "p", "j.serial_key",
+                                 " AND e.id <> j.id") " FROM accounts a, apps p, messages m"
+                                                      " WHERE j.message_id = $1::bigint AND "
+                                                      "j.state IN ('failed', 'dead')"
+                                                      "  AND a.id = j.account_id AND p.id = "
+                                                      "j.app_id AND m.id = j.message_id"
+                                                      "  AND m.meta_message_id IS NULL"
+                                                      " RETURNING j.id, pg_notify('" DB_JOBS_CHANNEL
+                                                      "', '')",
+        1, params);
     rc = check(c, r);
     if (rc == 0)
         rc = PQntuples(r) == 1 ? 1 : 0;

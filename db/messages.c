@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "db/jobs.h"
 #include "db/pool.h"
 
 /* The echo of reply m: its tenant's message_echoes event with the mid,
@@ -59,6 +60,35 @@ int db_messages_store_sent(PGconn *c, int64_t id, const char *meta_message_id)
     int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : db_result_rc(c, r);
     PQclear(r);
     return rc;
+}
+
+/* A statement without parameters or rows: 0 or an HB_E* code. */
+static int exec_ok(PGconn *c, const char *sql)
+{
+    PGresult *r = PQexec(c, sql);
+    int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : db_result_rc(c, r);
+    PQclear(r);
+    return rc;
+}
+
+int db_messages_sent(PGconn *c, const struct job *j, const char *meta_message_id)
+{
+    /* One transaction, one commit to wait for. The id is stored even when
+     * the lease turns out lost (the job's update then changes nothing); both
+     * are lost together only if the commit fails. */
+    int lease = 0;
+    int rc = exec_ok(c, "BEGIN");
+    if (rc == 0)
+        rc = db_messages_store_sent(c, j->message_id, meta_message_id);
+    if (rc == 0)
+        rc = (lease = db_jobs_succeed(c, j)) < 0 ? lease : 0;
+    if (rc == 0)
+        rc = exec_ok(c, "COMMIT");
+    if (rc != 0) {
+        PQclear(PQexec(c, "ROLLBACK"));
+        return rc;
+    }
+    return lease;
 }
 
 int db_messages_link_echoes(PGconn *c, int *linked)

@@ -17,6 +17,8 @@
 #include <libpq-fe.h>
 #include <stdint.h>
 
+#include "db/jobs.h"
+
 /* Prepares the statements below on a worker's connection, once after
  * connecting; every function below needs it. */
 int db_messages_prepare(PGconn *c);
@@ -30,6 +32,11 @@ PGresult *db_messages_load(PGconn *c, int64_t id);
  * time, and links its echo if already received. Not fenced by a lease on
  * purpose: once stored, no worker sends the reply again. */
 int db_messages_store_sent(PGconn *c, int64_t id, const char *meta_message_id);
+
+/* A send succeeded: stores meta_message_id (as above) and ends job j, whose
+ * message it is, in one commit. 1, 0 when j's lease was lost (the id is
+ * stored all the same), or a negative HB_E* with neither done. */
+int db_messages_sent(PGconn *c, const struct job *j, const char *meta_message_id);
 
 /* Links replies sent in the last 10 minutes that have no echo yet to an
  * echo received meanwhile; *linked gets their number. */

@@ -181,26 +181,26 @@ void job_apply(struct job_env *env, struct job *j, enum graph_class cls,
         log_lost(j);
 }
 
-bool job_fail_local(struct job_env *env, struct job *j, bool is_permanent, const char *message,
-                    struct buf *error_json)
+void job_local_error(struct buf *out, bool is_permanent, const char *message)
+{
+    buf_reset(out);
+    buf_puts(out, is_permanent ? "{\"class\":\"permanent\",\"message\":"
+                               : "{\"class\":\"temporary\",\"message\":");
+    json_write_string(out, message, strlen(message));
+    buf_putc(out, '}');
+}
+
+bool job_fail_local(struct job_env *env, struct job *j, bool is_permanent, const char *message)
 {
     struct buf err;
     buf_init(&err);
-    buf_puts(&err, "{\"class\":\"");
-    buf_puts(&err, is_permanent ? "permanent" : "temporary");
-    buf_puts(&err, "\",\"message\":");
-    json_write_string(&err, message, strlen(message));
-    buf_putc(&err, '}');
+    job_local_error(&err, is_permanent, message);
     bool is_final = is_permanent || !job_may_retry(env, j);
     if (is_permanent) {
         if (db_jobs_finish(env->conn, j, "failed", err.data) == 0)
             log_lost(j);
     } else {
         retry_or_die(env, j, err.data);
-    }
-    if (error_json != NULL) {
-        buf_reset(error_json);
-        buf_append(error_json, err.data, err.len);
     }
     buf_dispose(&err);
     return is_final;
@@ -210,7 +210,7 @@ void job_run(struct job_env *env, struct job *j)
 {
     if (j->attempts > env->cfg->job_max_attempts) {
         /* Rescued after its last attempt: the worker died running it. */
-        job_fail_local(env, j, true, "the job's last attempt was interrupted", NULL);
+        job_fail_local(env, j, true, "the job's last attempt was interrupted");
         if (strcmp(j->kind, "subscribe") == 0 && j->account_id > 0) {
             char id[24];
             snprintf(id, sizeof(id), "%" PRId64, j->account_id);
@@ -231,5 +231,5 @@ void job_run(struct job_env *env, struct job *j)
     else if (strcmp(j->kind, "unsubscribe") == 0)
         job_unsubscribe_run(env, j);
     else
-        job_fail_local(env, j, true, "unknown job kind", NULL);
+        job_fail_local(env, j, true, "unknown job kind");
 }

@@ -65,11 +65,13 @@ bool job_is_final(const struct job_env *env, const struct job *j, enum graph_cla
 void job_apply(struct job_env *env, struct job *j, enum graph_class cls,
                const struct graph_response *resp, const char *error_json, const char *token_sealed);
 
-/* Records an outcome that is not a Graph API answer: retried like a
- * temporary failure, or failed at once when permanent. error_json (may be
- * NULL) gets what job.last_error shows. Returns whether the job ended. */
-bool job_fail_local(struct job_env *env, struct job *j, bool is_permanent, const char *message,
-                    struct buf *error_json);
+/* The last_error JSON of an outcome that is not a Graph API answer:
+ * {"class":"permanent"|"temporary","message":...}, into out. */
+void job_local_error(struct buf *out, bool is_permanent, const char *message);
+
+/* Records such an outcome: retried like a temporary failure, or failed at
+ * once when permanent. Returns whether the job ended. */
+bool job_fail_local(struct job_env *env, struct job *j, bool is_permanent, const char *message);
 
 /* Whether a temporary failure of j may be retried once more: attempts and
  * age below HUBBUB_JOB_MAX_ATTEMPTS and HUBBUB_JOB_MAX_AGE. */

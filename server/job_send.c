@@ -38,15 +38,6 @@ static bool message_id_of(const struct graph_response *resp, struct buf *out)
     return ok && out->len > 0;
 }
 
-/* Runs a statement without parameters or results: 0 or an HB_E* code. */
-static int exec_ok(PGconn *c, const char *sql)
-{
-    PGresult *r = PQexec(c, sql);
-    int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : db_result_rc(c, r);
-    PQclear(r);
-    return rc;
-}
-
 void job_send_run(struct job_env *env, struct job *j)
 {
     struct buf token, url, mid, err;
@@ -58,11 +49,11 @@ void job_send_run(struct job_env *env, struct job *j)
     memset(&resp, 0, sizeof(resp));
     PGresult *r = db_messages_load(env->conn, j->message_id);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        job_fail_local(env, j, false, "the message could not be read", NULL);
+        job_fail_local(env, j, false, "the message could not be read");
         goto out;
     }
     if (PQntuples(r) == 0) {
-        job_fail_local(env, j, true, "the message or its account was deleted", NULL);
+        job_fail_local(env, j, true, "the message or its account was deleted");
         goto out;
     }
     if (!PQgetisnull(r, 0, C_MID)) {
@@ -82,7 +73,7 @@ void job_send_run(struct job_env *env, struct job *j)
         /* A missing key may be loaded again by the operator; a tampered
          * value will not heal. */
         job_fail_local(env, j, rc != HB_ENOTFOUND,
-                       "the account's access token cannot be decrypted with the loaded keys", NULL);
+                       "the account's access token cannot be decrypted with the loaded keys");
         goto out;
     }
     buf_printf(&url, "%s/%s/%s/messages", job_graph_base(env, login), PQgetvalue(r, 0, C_VERSION),
@@ -92,35 +83,21 @@ void job_send_run(struct job_env *env, struct job *j)
                        strlen(body), &resp);
     explicit_bzero(token.data, token.len);
     if (rc == HB_EINVAL) {
-        job_fail_local(env, j, true, "the Send API request could not be built from the account",
-                       NULL);
+        job_fail_local(env, j, true, "the Send API request could not be built from the account");
         goto out;
     }
-    struct graph_error e;
-    bool has_error = graph_error_parse(resp.body.data, resp.body.len, &e);
-    if (graph_classify(resp.http_status, resp.is_timeout, has_error ? &e : NULL) == GRAPH_OK) {
+    enum graph_class cls = job_classify(&resp, &err);
+    if (cls == GRAPH_OK) {
         if (!message_id_of(&resp, &mid)) {
             /* Accepted, but we cannot tell by what id: sending again would
              * surely duplicate it. */
-            job_fail_local(env, j, true, "the Send API accepted the message without a message_id",
-                           NULL);
+            job_fail_local(env, j, true, "the Send API accepted the message without a message_id");
             goto out;
         }
-        /* One transaction, one commit to wait for: the id is stored even
-         * when the lease turns out lost (the job's update then changes
-         * nothing), and both are lost together only if the commit fails. */
-        int lease = 0;
-        rc = exec_ok(env->conn, "BEGIN");
-        if (rc == 0)
-            rc = db_messages_store_sent(env->conn, j->message_id, mid.data);
-        if (rc == 0)
-            rc = (lease = db_jobs_succeed(env->conn, j)) < 0 ? lease : 0;
-        if (rc == 0)
-            rc = exec_ok(env->conn, "COMMIT");
-        if (rc != 0) {
+        int lease = db_messages_sent(env->conn, j, mid.data);
+        if (lease < 0) {
             /* The lease runs out and the next attempt sends again: the
              * one case where a database outage can duplicate a reply. */
-            PQclear(PQexec(env->conn, "ROLLBACK"));
             log_warn("could not store a sent message's id", "job=%" PRId64, j->id);
             goto out;
         }
@@ -130,7 +107,6 @@ void job_send_run(struct job_env *env, struct job *j)
         log_debug("reply sent", "job=%" PRId64 " message=%" PRId64, j->id, j->message_id);
         goto out;
     }
-    enum graph_class cls = job_classify(&resp, &err);
     job_apply(env, j, cls, &resp, err.data, PQgetvalue(r, 0, C_TOKEN));
 out:
     PQclear(r);

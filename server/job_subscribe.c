@@ -138,7 +138,8 @@ struct sub_ctx {
     enum login_type lt;
     struct buf token, url, err;
     struct graph_response resp;
-    int request_rc; /* of the last graph_request(): HB_EINVAL when nothing was sent */
+    int request_rc;       /* of the last graph_request(): HB_EINVAL when nothing was sent */
+    enum graph_class cls; /* of the last answer; err holds its last_error JSON */
 };
 
 /* Writes the account's subscription columns if the job still speaks for
@@ -184,15 +185,11 @@ static void record(struct sub_ctx *s, const char *state, const char *fields_csv,
 static void local_failure(struct sub_ctx *s, bool is_permanent, const char *message)
 {
     bool is_final = is_permanent || !job_may_retry(s->env, s->j);
-    struct buf err;
-    buf_init(&err);
-    buf_printf(&err, "{\"class\":\"%s\",\"message\":", is_permanent ? "permanent" : "temporary");
-    json_write_string(&err, message, strlen(message));
-    buf_putc(&err, '}');
-    if (s->row != NULL && PQresultStatus(s->row) == PGRES_TUPLES_OK && PQntuples(s->row) == 1)
-        record(s, is_final ? "failed" : NULL, NULL, err.data);
-    buf_dispose(&err);
-    job_fail_local(s->env, s->j, is_permanent, message, NULL);
+    if (s->row != NULL && PQresultStatus(s->row) == PGRES_TUPLES_OK && PQntuples(s->row) == 1) {
+        job_local_error(&s->err, is_permanent, message);
+        record(s, is_final ? "failed" : NULL, NULL, s->err.data);
+    }
+    job_fail_local(s->env, s->j, is_permanent, message);
 }
 
 /* A failed call: the account's subscription columns, then the job's next
@@ -204,7 +201,7 @@ static void failed(struct sub_ctx *s)
         local_failure(s, true, "the Graph API request could not be built");
         return;
     }
-    enum graph_class cls = job_classify(&s->resp, &s->err);
+    enum graph_class cls = s->cls;
     if (cls != GRAPH_TOKEN_INVALID) /* job_apply() records that one */
         record(s, job_is_final(s->env, s->j, cls) ? "failed" : NULL, NULL, s->err.data);
     job_apply(s->env, s->j, cls, &s->resp, s->err.data,
@@ -223,10 +220,8 @@ static bool call(struct sub_ctx *s, const char *method, const char *query)
         graph_request(s->env->graph, method, s->url.data, s->token.data, NULL, NULL, 0, &s->resp);
     s->url.len = base_len;
     s->url.data[base_len] = '\0';
-    struct graph_error e;
-    bool has_error = graph_error_parse(s->resp.body.data, s->resp.body.len, &e);
-    return graph_classify(s->resp.http_status, s->resp.is_timeout, has_error ? &e : NULL) ==
-           GRAPH_OK;
+    s->cls = job_classify(&s->resp, &s->err);
+    return s->cls == GRAPH_OK;
 }
 
 static bool read_edge(struct sub_ctx *s, struct field_set *held)
@@ -385,7 +380,7 @@ void job_subscribe_run(struct job_env *env, struct job *j)
                          " FROM accounts a JOIN apps p ON p.id = a.app_id WHERE a.id = $1::bigint",
                          1, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(s.row) != PGRES_TUPLES_OK) {
-        job_fail_local(env, j, false, "the account could not be read", NULL);
+        job_fail_local(env, j, false, "the account could not be read");
     } else if (PQntuples(s.row) == 0) {
         db_jobs_succeed(env->conn, j); /* deleted meanwhile: its unsubscribe job follows */
     } else if (prepare(&s, PQgetvalue(s.row, 0, C_APP), PQgetvalue(s.row, 0, C_IG),
@@ -419,7 +414,7 @@ void job_unsubscribe_run(struct job_env *env, struct job *j)
     buf_init(&sealed);
     buf_init(&version);
     if (json_parse(&doc, j->payload, strlen(j->payload), 4, &why) != 0) {
-        job_fail_local(env, j, true, "the job's payload is not JSON", NULL);
+        job_fail_local(env, j, true, "the job's payload is not JSON");
         goto out;
     }
     bool ok = payload_str(&doc, "ig_id", &ig) && payload_str(&doc, "login_type", &login) &&
@@ -428,7 +423,7 @@ void job_unsubscribe_run(struct job_env *env, struct job *j)
     payload_str(&doc, "page_id", &page);
     json_doc_dispose(&doc);
     if (!ok) {
-        job_fail_local(env, j, true, "the job's payload lacks the account's ids", NULL);
+        job_fail_local(env, j, true, "the job's payload lacks the account's ids");
         goto out;
     }
     char app[24];
@@ -437,10 +432,9 @@ void job_unsubscribe_run(struct job_env *env, struct job *j)
         goto out;
     if (!call(&s, "DELETE", NULL)) {
         if (s.request_rc == HB_EINVAL) {
-            job_fail_local(env, j, true, "the Graph API request could not be built", NULL);
+            job_fail_local(env, j, true, "the Graph API request could not be built");
         } else {
-            enum graph_class cls = job_classify(&s.resp, &s.err);
-            job_apply(env, j, cls, &s.resp, s.err.data, NULL);
+            job_apply(env, j, s.cls, &s.resp, s.err.data, NULL);
         }
         goto out;
     }

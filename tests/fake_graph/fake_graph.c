@@ -36,6 +36,7 @@
 #include "api/json.h"
 #include "lib/buf.h"
 #include "lib/hb.h"
+#include "lib/hex.h"
 
 #define HEAD_MAX (64 * 1024)
 #define BODY_MAX (1024 * 1024)
@@ -182,25 +183,16 @@ static void base64_append(struct buf *out, const unsigned char *in, size_t n, bo
     }
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decodes s[0..n) with '+' as space; a malformed escape stays as is. */
 static void pct_decode(struct buf *out, const char *s, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         if (s[i] == '+') {
             buf_putc(out, ' ');
-        } else if (s[i] == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
-            buf_putc(out, (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2])));
+        } else if (s[i] == '%' && i + 2 < n && hex_value((unsigned char)s[i + 1]) >= 0 &&
+                   hex_value((unsigned char)s[i + 2]) >= 0) {
+            buf_putc(out, (char)(hex_value((unsigned char)s[i + 1]) * 16 +
+                                 hex_value((unsigned char)s[i + 2])));
             i += 2;
         } else {
             buf_putc(out, s[i]);
