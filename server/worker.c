@@ -67,12 +67,14 @@ static bool quiescing(struct worker_pool *p)
     return q;
 }
 
-/* Sleeps up to ms, or until a wake-up after generation gen, or quiescing. */
-static void sleep_unless_woken(struct worker_pool *p, uint64_t gen, int64_t ms)
+/* Sleeps up to ms, or until quiescing, or (when is_wakeable) a wake-up
+ * after generation gen. A worker waiting for the database is not wakeable:
+ * new jobs change nothing for it. */
+static void sleep_unless_woken(struct worker_pool *p, bool is_wakeable, uint64_t gen, int64_t ms)
 {
     uint64_t deadline = now_ms() + (uint64_t)ms;
     uv_mutex_lock(&p->mu);
-    while (!p->is_quiescing && p->wakeups == gen) {
+    while (!p->is_quiescing && (!is_wakeable || p->wakeups == gen)) {
         uint64_t now = now_ms();
         if (now >= deadline)
             break;
@@ -100,12 +102,18 @@ static void wake(struct worker_pool *p, bool all)
     uv_mutex_unlock(&p->mu);
 }
 
-static PGconn *connect_db(struct worker_pool *p, const char *who)
+/* While the database is down every thread retries, with backoff; one
+ * line per thread and interval says so, not one per attempt. */
+#define DB_LOG_INTERVAL_MS 10000
+
+static PGconn *connect_db(struct worker_pool *p, const char *who, struct log_throttle *t)
 {
     char err[256];
+    uint64_t held;
     PGconn *c = db_connect(p->cfg->database_url, err, sizeof(err));
-    if (c == NULL)
-        log_warn("job queue: cannot connect to the database", "thread=%s error=\"%s\"", who, err);
+    if (c == NULL && log_throttle_pass(t, now_ms(), DB_LOG_INTERVAL_MS, &held))
+        log_warn("job queue: cannot connect to the database",
+                 "thread=%s error=\"%s\" similar_held_back=%" PRIu64, who, err, held);
     return c;
 }
 
@@ -138,16 +146,17 @@ static void worker_main(void *arg)
         .rng = (uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)w->index) | 1,
     };
     int64_t backoff = 100;
+    struct log_throttle db_log = {0, 0};
     while (!quiescing(p)) {
         uint64_t gen = generation(p);
-        if (env.conn == NULL && (env.conn = connect_db(p, who)) != NULL &&
+        if (env.conn == NULL && (env.conn = connect_db(p, who, &db_log)) != NULL &&
             (set_name(env.conn, "hubbub worker") != 0 || db_jobs_prepare(env.conn) != 0 ||
              db_messages_prepare(env.conn) != 0)) {
             PQfinish(env.conn);
             env.conn = NULL;
         }
         if (env.conn == NULL) {
-            sleep_unless_woken(p, UINT64_MAX, backoff);
+            sleep_unless_woken(p, false, 0, backoff);
             backoff = backoff * 2 > p->cfg->db_retry_max_ms ? p->cfg->db_retry_max_ms : backoff * 2;
             continue;
         }
@@ -174,13 +183,17 @@ static void worker_main(void *arg)
         int64_t wait = p->cfg->job_poll_interval_ms, due;
         if (rc == 0 && db_jobs_next_due_ms(env.conn, &due) == 0 && due >= 0 && due < wait)
             wait = due + 1;
-        if (rc < 0 || PQstatus(env.conn) != CONNECTION_OK) {
-            log_warn("job queue: claim failed", "thread=%s error=%s", who, hb_strerror(rc));
+        bool is_lost = rc < 0 || PQstatus(env.conn) != CONNECTION_OK;
+        if (is_lost) {
+            uint64_t held;
+            if (log_throttle_pass(&db_log, now_ms(), DB_LOG_INTERVAL_MS, &held))
+                log_warn("job queue: claim failed", "thread=%s error=%s similar_held_back=%" PRIu64,
+                         who, hb_strerror(rc), held);
             PQfinish(env.conn);
             env.conn = NULL;
             wait = backoff;
         }
-        sleep_unless_woken(p, gen, wait);
+        sleep_unless_woken(p, !is_lost, gen, wait);
     }
     PQfinish(env.conn);
     graph_client_free(env.graph);
@@ -190,9 +203,9 @@ static void worker_main(void *arg)
     uv_mutex_unlock(&p->mu);
 }
 
-static PGconn *listen_db(struct worker_pool *p)
+static PGconn *listen_db(struct worker_pool *p, struct log_throttle *t)
 {
-    PGconn *c = connect_db(p, "dispatcher");
+    PGconn *c = connect_db(p, "dispatcher", t);
     if (c == NULL)
         return NULL;
     /* Named, so that operators can tell it in pg_stat_activity. */
@@ -252,8 +265,9 @@ static void dispatcher_main(void *arg)
     PGconn *c = NULL;
     uint64_t next_rescue = 0, next_check = 0;
     int64_t backoff = 100;
+    struct log_throttle db_log = {0, 0};
     while (!quiescing(p)) {
-        if (c == NULL && (c = listen_db(p)) == NULL) {
+        if (c == NULL && (c = listen_db(p, &db_log)) == NULL) {
             struct pollfd pf = {p->stop_pipe[0], POLLIN, 0};
             poll(&pf, 1, (int)backoff);
             backoff = backoff * 2 > p->cfg->db_retry_max_ms ? p->cfg->db_retry_max_ms : backoff * 2;

@@ -35,6 +35,7 @@
 #define NSENDERS 3
 #define MAX_RECS 300000
 #define DOWN_MS 1000
+#define IDLE_DOWN_MS 1000 /* the quiet outage, measured for hubbub's CPU */
 #define RECOVERY_LIMIT_MS 5000
 #define STABLE_AFTER_MS 300 /* after the first 200, every delivery gets 200 */
 #define STABLE_CHECK_MS 500
@@ -117,6 +118,25 @@ struct rec {
 static struct rec *recs;
 static atomic_int next_n;
 static atomic_bool senders_stop;
+static double idle_down_cpu;
+
+/* User and system CPU time process pid has used, in seconds. */
+static double cpu_seconds(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    size_t n = f != NULL ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+    if (f != NULL)
+        fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+    unsigned long utime = 0, stime = 0;
+    if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime,
+                            &stime) != 2)
+        tap_bail("cannot read %s", path);
+    return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+}
 static atomic_bool senders_paused;
 static atomic_int senders_busy;   /* clients inside a request */
 static atomic_llong last_ok_sent; /* t_send of the newest delivery that got 200 */
@@ -255,7 +275,7 @@ int main(void)
     signal(SIGINT, on_fatal_signal);
     signal(SIGTERM, on_fatal_signal);
     signal(SIGHUP, on_fatal_signal);
-    tap_plan(24);
+    tap_plan(26);
 
     int64_t t_begin = h_now_ms();
     cluster_created = true;
@@ -348,6 +368,13 @@ int main(void)
 
         while (!rd->quiet && h_now_ms() < rd->t_stop1 + DOWN_MS)
             h_sleep_ms(10);
+        if (rd->quiet) {
+            /* Idle and without its database, hubbub should be idle too:
+             * its job workers retry with backoff, not in a loop. */
+            double cpu0 = cpu_seconds(s.pid);
+            h_sleep_ms(IDLE_DOWN_MS);
+            idle_down_cpu = cpu_seconds(s.pid) - cpu0;
+        }
         rd->t_start0 = h_now_ms();
         cluster_start_or_bail();
         rd->t_start1 = h_now_ms();
@@ -494,6 +521,23 @@ int main(void)
     char *log = h_server_log(&s);
     if (strstr(log, "database unreachable") == NULL)
         tap_diag("the server log does not mention the outage");
+    /* The job workers retry with backoff and say so once in a while: a
+     * worker that retried in a tight loop wrote gigabytes of log. */
+    tap_ok(idle_down_cpu < 0.3 * IDLE_DOWN_MS / 1000.0,
+           "idle while PostgreSQL is down: %.2f s of CPU in %d ms", idle_down_cpu, IDLE_DOWN_MS);
+    int job_lines = 0;
+    long held = 0;
+    for (const char *q = log; (q = strstr(q, "msg=\"job queue:")) != NULL; q++) {
+        job_lines++;
+        const char *h = strstr(q, "similar_held_back=");
+        const char *eol = strchr(q, '\n');
+        if (h != NULL && (eol == NULL || h < eol))
+            held += strtol(h + strlen("similar_held_back="), NULL, 10);
+    }
+    tap_ok(job_lines <= 40 && held <= 400,
+           "the job workers retry with backoff and log it now and then (%d lines, %ld attempts "
+           "held back)",
+           job_lines, held);
     free(log);
 
     free(seen);
