@@ -35,6 +35,7 @@
 #include "server/http.h"
 #include "server/mtls.h"
 #include "server/server.h"
+#include "server/sim.h"
 #include "server/tls.h"
 #include "server/uvwrite.h"
 #include "server/webhook.h"
@@ -56,6 +57,11 @@ static const char USAGE[] =
     "                              from HUBBUB_VERIFY_TOKEN\n"
     "  app add-secret --app-id ID  add another live secret (same input rules)\n"
     "  config check                validate and print every setting\n"
+    "  sim verify URL --verify-token T\n"
+    "                              Meta's GET handshake against any callback URL\n"
+    "  sim send URL --field NAME | --all-fields\n"
+    "                              signed deliveries as Meta sends them (`hubbub sim`\n"
+    "                              lists the options: retries, load)\n"
     "  version\n"
     "\n"
     "Settings come from the environment; see README.md or `hubbub config check`.\n";
@@ -642,6 +648,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "config") == 0)
         return cmd_config(argc - 2, argv + 2);
+    if (strcmp(cmd, "sim") == 0) /* needs no settings: it may test any server */
+        return sim_main(argc - 2, argv + 2);
 
     struct config cfg;
     if (load_config(&cfg) != 0)
