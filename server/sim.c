@@ -242,12 +242,12 @@ static int cmd_verify(int argc, char **argv)
         return usage("sim verify needs a URL and --verify-token (or HUBBUB_VERIFY_TOKEN)");
     char random_challenge[16];
     if (challenge == NULL) {
-        /* Meta's challenges are numbers: ten random digits. */
+        /* Meta's challenges are numbers: ten random digits, no leading zero. */
         uint64_t r = 0;
         if (getrandom(&r, sizeof(r), 0) != sizeof(r))
             r = (uint64_t)now_us() ^ (uint64_t)getpid();
         snprintf(random_challenge, sizeof(random_challenge), "%010" PRIu64,
-                 r % UINT64_C(10000000000));
+                 UINT64_C(1000000000) + r % UINT64_C(9000000000));
         challenge = random_challenge;
     } else if (challenge[0] == '\0') {
         return usage("--challenge must not be empty");
@@ -268,6 +268,8 @@ static int cmd_verify(int argc, char **argv)
     curl_free(etoken);
     curl_free(echallenge);
 
+    if (strncasecmp(url, "https://", 8) != 0)
+        fprintf(stderr, "note: Meta calls only https:// callback URLs with a valid certificate\n");
     char errbuf[CURL_ERROR_SIZE] = "";
     curl_easy_setopt(easy, CURLOPT_URL, full.data);
     curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
@@ -331,8 +333,6 @@ static int cmd_verify(int argc, char **argv)
                challenge, ms);
     else
         fprintf(stderr, "hubbub sim verify: %s\n", why.data);
-    if (strncasecmp(url, "https://", 8) != 0)
-        fprintf(stderr, "note: Meta calls only https:// callback URLs with a valid certificate\n");
     curl_easy_cleanup(easy);
     buf_dispose(&full);
     buf_dispose(&body);
@@ -731,11 +731,12 @@ static int run_send(const struct send_opts *o, const char *secret)
     if (o->rate > 0) {
         print_load_summary(&r);
     } else {
-        printf("sent %" PRIu64 " deliveries to %s: %" PRIu64 " answered 2xx, %" PRIu64 " failed (",
-               r.total, o->url, r.delivered, r.failed);
+        printf("sent %" PRIu64 " %s to %s: %" PRIu64 " answered 2xx, %" PRIu64
+               " failed; answers by status (every attempt):",
+               r.total, r.total == 1 ? "delivery" : "deliveries", o->url, r.delivered, r.failed);
         for (size_t i = 0; i < r.nstatuses; i++)
-            printf("%s%ld: %" PRIu64, i > 0 ? ", " : "", r.statuses[i].status, r.statuses[i].n);
-        printf("%stransport errors: %" PRIu64 ")\n", r.nstatuses > 0 ? ", " : "",
+            printf("%s %ld: %" PRIu64, i > 0 ? "," : "", r.statuses[i].status, r.statuses[i].n);
+        printf("%s transport errors: %" PRIu64 "\n", r.nstatuses > 0 ? ";" : "",
                r.transport_errors);
     }
     for (long i = 0; i < o->concurrency; i++) {
