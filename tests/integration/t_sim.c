@@ -379,6 +379,15 @@ static void test_send(const struct h_server *s, struct h_db *db)
     tap_contains(out, "3 answered 2xx", "--count 3 sends three");
     free(out);
 
+    const char *page[] = {
+        "sim",      "send", url,       "--field",         "feed", "--field", "messages",
+        "--object", "page", "--ig-id", "107280815400123", NULL};
+    tap_is_int(sim(page, SECRET_ENV, NULL, &out), 0, "--object page --ig-id exits 0");
+    free(out);
+    tap_is_int(h_db_int(db, "SELECT count(*) FROM events WHERE object = 'page' "
+                            "AND entry_id = '107280815400123' AND field IN ('feed', 'messages')"),
+               2, "--object and --ig-id set the envelope's object and entry id");
+
     const char *const bad_env[] = {"HUBBUB_APP_SECRET=not-the-secret-at-all", NULL};
     const char *bad[] = {"sim", "send", url, "--field", "messages", NULL};
     tap_is_int(sim(bad, bad_env, NULL, &out), 1, "a wrong secret exits 1");
