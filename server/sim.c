@@ -38,7 +38,6 @@
 #define EXIT_FAILED 1
 #define EXIT_USAGE 2
 #define SECRET_MAX 512
-#define RESP_KEEP 256          /* bytes of an answer kept to show */
 #define MAX_DELIVERIES 1000000 /* --count x fields, or --rate x --duration */
 #define MAX_CONCURRENCY 1024
 #define USER_AGENT "facebookexternalua"
@@ -551,6 +550,10 @@ static void on_done(struct send_run *r, CURLMsg *m, int64_t now)
     } else {
         count_status(r, status);
         buf_printf(&words, "%ld%s", status, ok ? "" : status_words(status));
+        if (!ok && s->resp.len > 0) {
+            buf_puts(&words, "; it answered ");
+            put_visible(&words, s->resp.data, s->resp.len, 100);
+        }
     }
     if (r->o->rate > 0 && r->latency_us != NULL && r->nlatency < r->total)
         r->latency_us[r->nlatency++] = total > UINT32_MAX ? UINT32_MAX : (uint32_t)total;
