@@ -396,6 +396,7 @@ struct send_run {
     size_t nwaiting, waiting_cap;
     /* figures */
     uint64_t delivered, failed, transport_errors, behind;
+    uint64_t connects; /* new connections opened, over all attempts */
     struct status_count statuses[64];
     size_t nstatuses;
     uint32_t *latency_us;
@@ -541,6 +542,9 @@ static void on_done(struct send_run *r, CURLMsg *m, int64_t now)
     curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &status);
     curl_off_t total = 0;
     curl_easy_getinfo(s->easy, CURLINFO_TOTAL_TIME_T, &total);
+    long connects = 0;
+    curl_easy_getinfo(s->easy, CURLINFO_NUM_CONNECTS, &connects);
+    r->connects += (uint64_t)connects;
     bool ok = rc == CURLE_OK && status >= 200 && status < 300;
     struct buf words;
     buf_init(&words);
@@ -648,6 +652,8 @@ static void print_load_summary(struct send_run *r)
         printf(" %ld: %" PRIu64, r->statuses[i].status, r->statuses[i].n);
     putchar('\n');
     printf("transport errors  %" PRIu64 "\n", r->transport_errors);
+    printf("connections       %" PRIu64 " opened (kept alive, at most %ld at once)\n", r->connects,
+           o->concurrency);
     qsort(r->latency_us, r->nlatency, sizeof(uint32_t), cmp_u32);
     printf("latency           p50 %.2f ms  p90 %.2f ms  p99 %.2f ms  max %.2f ms\n",
            percentile_ms(r->latency_us, r->nlatency, 0.50),

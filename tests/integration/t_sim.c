@@ -472,6 +472,10 @@ static void test_rate(const struct h_server *s, struct h_db *db)
     tap_contains(out, "statuses          200: 200", "rate: all 200 got 200");
     tap_contains(out, "transport errors  0", "rate: no transport errors");
     tap_contains(out, "achieved rate", "rate: the achieved rate is printed");
+    const char *conn = strstr(out, "connections ");
+    long opened = conn != NULL ? strtol(conn + strlen("connections "), NULL, 10) : -1;
+    tap_ok(opened >= 1 && opened <= 8,
+           "rate: at most --concurrency connections, kept alive (%ld opened for 200)", opened);
     tap_contains(out, "p50", "rate: latency percentiles are printed");
     tap_contains(out, "p99", "rate: ... up to p99");
     for (char *line = strtok(out, "\n"); line != NULL; line = strtok(NULL, "\n"))
