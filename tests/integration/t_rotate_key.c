@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "lib/buf.h"
@@ -29,6 +30,7 @@
 #define K_OLD "5f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0"
 #define K_NEW "a0b1c2d3e4f5061728394a5b6c7d8e9fa0b1c2d3e4f5061728394a5b6c7d8e9f"
 #define K_STRAY "1111111111111111111111111111111111111111111111111111111111111111"
+#define K_THIRD "2222222222222222333333333333333344444444444444445555555555555555"
 #define APP1 "7770000000001"
 #define APP2 "7770000000002"
 #define SECRET1 "app-secret-one-0123456789"
@@ -232,6 +234,28 @@ static void *write_run(void *arg)
     w->is_during = started > 0 && left > 0;
     PQfinish(c);
     return NULL;
+}
+
+/* Runs ops/rotate-key on the two servers with extra "K=V" settings. */
+static int script(const char *extra, char **out)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd),
+             "env -u HUBBUB_MASTER_KEY -u HUBBUB_MASTER_KEY_FILE DATABASE_URL='%s' %s "
+             "%s/ops/rotate-key --key-file %s --pid %d --pid %d --hubbub %s --settle 0.3 2>&1",
+             db.url, extra, HB_SOURCE_DIR, key_path, (int)a.pid, (int)b.pid, h_binary());
+    FILE *p = popen(cmd, "r");
+    if (p == NULL)
+        tap_bail("popen");
+    size_t len = 0, cap = 65536;
+    char *buf = malloc(cap);
+    size_t n;
+    while ((n = fread(buf + len, 1, cap - len - 1, p)) > 0)
+        len += n;
+    buf[len] = '\0';
+    *out = buf;
+    int status = pclose(p);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
 }
 
 static char *open_as(const char *hex, const char *context, const char *sealed)
@@ -525,6 +549,54 @@ int main(void)
     tap_ok(strlen(out) == 65 && strspn(out, "0123456789abcdef") == 64, "prints 64 hex characters");
     free(out);
 
+    /* ---- ops/rotate-key, re-run after a crash just after its step (a) ---- */
+    char cmd[1024], backup[96];
+    snprintf(backup, sizeof(backup), "%s.pre-rotate", key_path);
+    write_key_file(K_NEW, NULL);
+    snprintf(cmd, sizeof(cmd), "cp -p %s %s", key_path, backup);
+    tap_is_int(system(cmd), 0, "a backup as step (a) leaves it");
+    write_key_file(K_THIRD, K_NEW);
+    rc = script("", &out);
+    tap_is_int(rc, 0, "ops/rotate-key finishes the interrupted rotation");
+    tap_contains(out, "continuing with the new key already first",
+                 "it goes on with the key it had written");
+    tap_ok(strstr(out, K_NEW) == NULL && strstr(out, K_THIRD) == NULL, "and prints no key");
+    tap_diag("%s", out);
+    free(out);
+    char third_id[9];
+    key_id(K_THIRD, third_id);
+    tap_is_int(not_under(third_id), 0, "every value is under that key");
+    snprintf(cmd, sizeof(cmd), "test \"$(grep -c . %s)\" = 1 && grep -qx %s %s", key_path, K_THIRD,
+             key_path);
+    tap_is_int(system(cmd), 0, "the key file holds that key alone");
+    struct stat st;
+    tap_ok(stat(key_path, &st) == 0 && (st.st_mode & 0777) == 0600, "mode 0600");
+    tap_ok(access(backup, F_OK) != 0, "the backup is gone once it succeeded");
+    snprintf(cmd, sizeof(cmd), "grep -qx %s %s.retired-*", K_NEW, key_path);
+    tap_is_int(system(cmd), 0, "and the old key is kept aside for older database backups");
+    snprintf(want, sizeof(want), "cause=SIGHUP sealing=%s keys=%s\n", third_id, third_id);
+    tap_ok(wait_log(&a, want, H_WAIT_MS) && wait_log(&b, want, H_WAIT_MS),
+           "both processes were signalled and hold the new key alone");
+    h_sleep_ms(300);
+    tap_is_int(signed_post(&a, APP1, SECRET1, 100007), 200, "signatures verify after it");
+    tap_is_int(handshake(&b, APP1, VTOKEN1, &hs), 200, "the handshake works after it");
+    free(hs);
+    /* A fresh run from the start: a new random key. */
+    rc = script("", &out);
+    tap_is_int(rc, 0, "ops/rotate-key from the start");
+    tap_contains(out, "a new key first, then the old ones", "it generated a new key");
+    free(out);
+    snprintf(cmd, sizeof(cmd), "test \"$(grep -c . %s)\" = 1 && ! grep -qx %s %s", key_path,
+             K_THIRD, key_path);
+    tap_is_int(system(cmd), 0, "the key file holds one key, a new one");
+    tap_is_int(run(status, &out), 0, "every value is sealed by it");
+    tap_ok(strstr(out, third_id) == NULL, "none by the previous key");
+    free(out);
+    rc = script("HUBBUB_MASTER_KEY=" K_THIRD, &out);
+    tap_is_int(rc, 1, "ops/rotate-key refuses a key given in the environment");
+    tap_contains(out, "Rotation needs the file form", "and says what to do instead");
+    free(out);
+
     char *log_a = h_server_log(&a), *log_b = h_server_log(&b);
     tap_ok(strstr(log_a, K_OLD) == NULL && strstr(log_a, K_NEW) == NULL &&
                strstr(log_b, K_OLD) == NULL && strstr(log_b, K_NEW) == NULL,
@@ -535,6 +607,9 @@ int main(void)
     tap_is_int(h_server_stop(&a, SIGTERM), 0, "signalled process exits 0");
     tap_is_int(h_server_stop(&b, SIGTERM), 0, "unsignalled process exits 0");
     fg_stop(ig);
+    snprintf(cmd, sizeof(cmd), "rm -f %s.retired-*", key_path);
+    if (system(cmd) != 0)
+        tap_diag("could not remove %s.retired-*", key_path);
     unlink(key_path);
     h_db_drop(&db);
     return tap_done();
