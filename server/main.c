@@ -680,21 +680,24 @@ static int keys_rotate(const struct config *cfg, const struct secretbox *sb)
     return failed == 0 && left == 0 ? 0 : 1;
 }
 
+/* Needs no settings: an operator makes a key before anything is set up. */
+static int cmd_keys_generate(void)
+{
+    uint8_t key[SECRETBOX_KEY_LEN];
+    if (RAND_bytes(key, sizeof(key)) != 1)
+        die("no randomness for a key", NULL);
+    for (size_t i = 0; i < sizeof(key); i++)
+        printf("%02x", key[i]);
+    printf("\n");
+    explicit_bzero(key, sizeof(key));
+    return 0;
+}
+
 static int cmd_keys(const struct config *cfg, int argc, char **argv)
 {
     if (argc < 1) {
         fputs(USAGE, stderr);
         return EXIT_USAGE;
-    }
-    if (strcmp(argv[0], "generate") == 0) {
-        uint8_t key[SECRETBOX_KEY_LEN];
-        if (RAND_bytes(key, sizeof(key)) != 1)
-            die("no randomness for a key", NULL);
-        for (size_t i = 0; i < sizeof(key); i++)
-            printf("%02x", key[i]);
-        printf("\n");
-        explicit_bzero(key, sizeof(key));
-        return 0;
     }
     bool status = strcmp(argv[0], "status") == 0;
     if (!status && strcmp(argv[0], "rotate") != 0) {
@@ -806,6 +809,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "config") == 0)
         return cmd_config(argc - 2, argv + 2);
+    if (strcmp(cmd, "keys") == 0 && argc == 3 && strcmp(argv[2], "generate") == 0)
+        return cmd_keys_generate();
 
     struct config cfg;
     if (load_config(&cfg) != 0)
