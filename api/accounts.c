@@ -344,7 +344,7 @@ static char *seal_token(const struct api_call *call, int64_t app_id, const char 
     char context[96];
     snprintf(context, sizeof(context), "access_token:%" PRId64 ":%s", app_id, ig_id);
     api_secret_hint(token->data, token->len, hint);
-    return secretbox_seal(call->keys, context, token->data, token->len);
+    return keyring_seal(call->keys, context, token->data, token->len);
 }
 
 /* The body may hold an access token: nothing of it outlives the parse. */

@@ -23,7 +23,7 @@
 
 #include "api/json.h"
 #include "lib/buf.h"
-#include "lib/secretbox.h"
+#include "lib/keyring.h"
 
 #define API_BODY_MAX (64 * 1024)
 #define API_LIMIT_DEFAULT 50
@@ -56,7 +56,7 @@ struct api_call {
     char token[128]; /* the bearer token as sent (wiped after authentication) */
     size_t token_len;
     struct api_caller caller;
-    const struct secretbox *keys;
+    struct keyring *keys;
     /* The Idempotency-Key header, NUL-terminated. has_idempotency_key with
      * an empty key means one was sent but empty, over 255 bytes or twice:
      * the routes that read it answer 400. Other routes ignore it. */

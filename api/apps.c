@@ -346,11 +346,11 @@ void apps_create(struct api_call *call, PGconn *c)
 
     char context[64], secret_hint[16], token_hint[16], tenant[24];
     snprintf(context, sizeof(context), "app_secret:%s", in.meta_app_id.data);
-    char *secret_sealed = secretbox_seal(call->keys, context, in.secret.data, in.secret.len);
+    char *secret_sealed = keyring_seal(call->keys, context, in.secret.data, in.secret.len);
     api_secret_hint(in.secret.data, in.secret.len, secret_hint);
     snprintf(context, sizeof(context), "verify_token:%s", in.meta_app_id.data);
     char *token_sealed =
-        secretbox_seal(call->keys, context, in.verify_token.data, in.verify_token.len);
+        keyring_seal(call->keys, context, in.verify_token.data, in.verify_token.len);
     api_secret_hint(in.verify_token.data, in.verify_token.len, token_hint);
     wipe(&in.secret);
     wipe(&in.verify_token);
@@ -461,14 +461,13 @@ void apps_update(struct api_call *call, PGconn *c)
 
     if (in.has_token) {
         snprintf(context, sizeof(context), "verify_token:%s", meta_app_id);
-        token_sealed =
-            secretbox_seal(call->keys, context, in.verify_token.data, in.verify_token.len);
+        token_sealed = keyring_seal(call->keys, context, in.verify_token.data, in.verify_token.len);
         api_secret_hint(in.verify_token.data, in.verify_token.len, token_hint);
         wipe(&in.verify_token);
     }
     if (secret != NULL) {
         snprintf(context, sizeof(context), "app_secret:%s", meta_app_id);
-        secret_sealed = secretbox_seal(call->keys, context, secret->data, secret->len);
+        secret_sealed = keyring_seal(call->keys, context, secret->data, secret->len);
         api_secret_hint(secret->data, secret->len, secret_hint);
         wipe(secret);
     }

@@ -147,6 +147,13 @@ const char *secretbox_key_id_of(const char *sealed, char id[9])
     return id;
 }
 
+bool secretbox_is_sealed_by_first(const struct secretbox *sb, const char *sealed)
+{
+    char id[9];
+    return sb->nkeys > 0 && secretbox_key_id_of(sealed, id) != NULL &&
+           strcmp(id, sb->keys[0].id) == 0;
+}
+
 int secretbox_open(const struct secretbox *sb, const char *context, const char *sealed,
                    struct buf *out)
 {

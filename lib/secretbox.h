@@ -19,6 +19,7 @@
 #ifndef HB_SECRETBOX_H
 #define HB_SECRETBOX_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -60,5 +61,9 @@ int secretbox_open(const struct secretbox *sb, const char *context, const char *
 
 /* The id of the key a sealed value needs, or NULL when malformed. */
 const char *secretbox_key_id_of(const char *sealed, char id[9]);
+
+/* Whether sealed was sealed by sb's first key, the one that seals now (a
+ * rotation re-seals every value for which this is false). */
+bool secretbox_is_sealed_by_first(const struct secretbox *sb, const char *sealed);
 
 #endif

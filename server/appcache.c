@@ -45,7 +45,7 @@ struct lookup {
 struct appcache {
     uv_loop_t *loop;
     struct db_pool *pool;
-    const struct secretbox *keys;
+    struct keyring *keys;
     uint64_t ttl_ms;
     size_t pending;
     struct entry *buckets[NBUCKETS];
@@ -81,7 +81,7 @@ static struct entry **find_slot(struct appcache *c, const char *id)
     return e;
 }
 
-struct appcache *appcache_new(uv_loop_t *loop, struct db_pool *pool, const struct secretbox *keys,
+struct appcache *appcache_new(uv_loop_t *loop, struct db_pool *pool, struct keyring *keys,
                               int64_t ttl_ms)
 {
     struct appcache *c = xcalloc(1, sizeof(*c));
@@ -115,7 +115,7 @@ static void lookup_work(uv_work_t *w)
     buf_init(&a->verify_token);
     char context[64];
     snprintf(context, sizeof(context), "verify_token:%s", row->meta_app_id);
-    int rc = secretbox_open(l->cache->keys, context, row->verify_token_sealed, &a->verify_token);
+    int rc = keyring_open(l->cache->keys, context, row->verify_token_sealed, &a->verify_token);
     if (rc != 0) {
         log_error("cannot decrypt an app's verify token; is the master key right?",
                   "meta_app_id=%s error=\"%s\"", row->meta_app_id, hb_strerror(rc));
@@ -128,8 +128,8 @@ static void lookup_work(uv_work_t *w)
     snprintf(context, sizeof(context), "app_secret:%s", row->meta_app_id);
     for (size_t i = 0; i < row->nsecrets; i++) {
         buf_init(&a->secrets[a->nsecrets]);
-        rc = secretbox_open(l->cache->keys, context, row->secrets_sealed[i],
-                            &a->secrets[a->nsecrets]);
+        rc =
+            keyring_open(l->cache->keys, context, row->secrets_sealed[i], &a->secrets[a->nsecrets]);
         if (rc != 0) {
             /* One unreadable secret must not take the others down with it. */
             log_error("cannot decrypt an app secret; skipping it", "meta_app_id=%s error=\"%s\"",

@@ -27,7 +27,7 @@
 
 #include "db/pool.h"
 #include "lib/buf.h"
-#include "lib/secretbox.h"
+#include "lib/keyring.h"
 
 #define APP_ID_MAX 32
 
@@ -47,7 +47,7 @@ struct appcache;
  * HB_EUNAVAILABLE (database down) or HB_EDB / HB_ECRYPTO. */
 typedef void (*appcache_cb)(void *arg, const struct app *app, int rc);
 
-struct appcache *appcache_new(uv_loop_t *loop, struct db_pool *pool, const struct secretbox *keys,
+struct appcache *appcache_new(uv_loop_t *loop, struct db_pool *pool, struct keyring *keys,
                               int64_t ttl_ms);
 
 /* The cached app, or NULL when it is not cached or must be read again

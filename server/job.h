@@ -28,7 +28,7 @@
 #include <stdint.h>
 
 #include "db/jobs.h"
-#include "lib/secretbox.h"
+#include "lib/keyring.h"
 #include "server/config.h"
 #include "server/graph.h"
 #include "server/graph_error.h"
@@ -37,7 +37,7 @@ struct job_env {
     PGconn *conn;
     struct graph_client *graph;
     const struct config *cfg;
-    const struct secretbox *keys;
+    struct keyring *keys;
     uint64_t rng; /* xorshift state for jitter */
 };
 

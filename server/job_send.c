@@ -68,7 +68,7 @@ void job_send_run(struct job_env *env, struct job *j)
     char context[96];
     snprintf(context, sizeof(context), "access_token:%s:%s", PQgetvalue(r, 0, C_APP),
              PQgetvalue(r, 0, C_IG));
-    int rc = secretbox_open(env->keys, context, PQgetvalue(r, 0, C_TOKEN), &token);
+    int rc = keyring_open(env->keys, context, PQgetvalue(r, 0, C_TOKEN), &token);
     if (rc != 0) {
         /* A missing key may be loaded again by the operator; a tampered
          * value will not heal. */

@@ -351,7 +351,7 @@ static bool prepare(struct sub_ctx *s, const char *app_id, const char *ig_id, co
     }
     char context[96];
     snprintf(context, sizeof(context), "access_token:%s:%s", app_id, ig_id);
-    int rc = secretbox_open(s->env->keys, context, sealed, &s->token);
+    int rc = keyring_open(s->env->keys, context, sealed, &s->token);
     if (rc != 0) {
         local_failure(s, rc != HB_ENOTFOUND,
                       "the account's access token cannot be decrypted with the loaded keys");

@@ -19,12 +19,14 @@
 #include <termios.h>
 #include <unistd.h>
 #include <curl/curl.h>
+#include <openssl/rand.h>
 #include <uv.h>
 
 #include "db/apps.h"
 #include "db/ingest.h"
 #include "db/migrate.h"
 #include "db/pool.h"
+#include "db/rekey.h"
 #include "db/tenants.h"
 #include "lib/hb.h"
 #include "lib/log.h"
@@ -56,6 +58,11 @@ static const char USAGE[] =
     "                              standard input; the verify token may also come\n"
     "                              from HUBBUB_VERIFY_TOKEN\n"
     "  app add-secret --app-id ID  add another live secret (same input rules)\n"
+    "  keys status                 count the sealed values under each master key id;\n"
+    "                              exit 1 unless the sealing key seals them all\n"
+    "  keys rotate                 re-seal every value under the sealing key (the\n"
+    "                              first in HUBBUB_MASTER_KEY_FILE) while hubbub serves\n"
+    "  keys generate               print a new random master key (64 hex characters)\n"
     "  config check                validate and print every setting\n"
     "  sim verify URL --verify-token T\n"
     "                              Meta's GET handshake against any callback URL\n"
@@ -79,6 +86,8 @@ struct serve_state {
     uv_async_t ingest_async;
     struct worker_pool *workers; /* NULL with HUBBUB_WORKERS=0 */
     uv_signal_t sigint, sigterm, sighup;
+    uv_work_t key_reload;
+    bool is_key_reloading, is_key_reload_again;
     uv_timer_t drain_timer;
     int tls_listener, tls_admin_listener; /* -1: none */
     uint64_t drain_started;
@@ -165,6 +174,43 @@ static int tls_contexts(const struct config *cfg, struct tls_stats *stats, SSL_C
     return 0;
 }
 
+/* SIGHUP: read the master key file again, off the loop (a file read). One
+ * reload at a time; a signal during one asks for another after it. */
+static void key_reload_work(uv_work_t *w)
+{
+    struct serve_state *st = w->data;
+    bool changed;
+    const char *why;
+    keyring_reload(st->srv.keys, "SIGHUP", &changed, &why); /* logs either way */
+}
+
+static void key_reload_done(uv_work_t *w, int status)
+{
+    (void)status;
+    struct serve_state *st = w->data;
+    st->is_key_reloading = false;
+    if (st->is_key_reload_again && st->phase == 0) {
+        st->is_key_reload_again = false;
+        st->is_key_reloading = true;
+        uv_queue_work(st->srv.loop, &st->key_reload, key_reload_work, key_reload_done);
+    }
+}
+
+static void reload_master_keys(struct serve_state *st)
+{
+    if (!keyring_has_file(st->srv.keys)) {
+        log_info("SIGHUP: master keys not reloaded (no HUBBUB_MASTER_KEY_FILE)", "%s", "");
+        return;
+    }
+    if (st->is_key_reloading) {
+        st->is_key_reload_again = true;
+        return;
+    }
+    st->is_key_reloading = true;
+    st->key_reload.data = st;
+    uv_queue_work(st->srv.loop, &st->key_reload, key_reload_work, key_reload_done);
+}
+
 /* SIGHUP: read the certificate and key again. New connections get them;
  * open ones finish with the old ones. A bad file keeps the old ones. */
 static void on_sighup(uv_signal_t *sig, int signum)
@@ -172,6 +218,7 @@ static void on_sighup(uv_signal_t *sig, int signum)
     (void)signum;
     struct serve_state *st = sig->data;
     struct server *srv = &st->srv;
+    reload_master_keys(st);
     if (st->tls_listener < 0 && st->tls_admin_listener < 0) {
         log_info("SIGHUP: nothing to reload (no HTTPS listener)", "%s", "");
         return;
@@ -222,8 +269,10 @@ static void load_keys_or_die(const struct config *cfg, struct secretbox *keys)
 
 static int cmd_serve(const struct config *cfg)
 {
-    struct secretbox keys;
-    load_keys_or_die(cfg, &keys);
+    const char *kwhy;
+    struct keyring *keys = keyring_new(cfg->master_key, cfg->master_key_file, &kwhy);
+    if (keys == NULL)
+        die(kwhy, NULL);
 
     char err[1024];
     PGconn *c = connect_or_die(cfg);
@@ -246,7 +295,7 @@ static int cmd_serve(const struct config *cfg)
     struct server *srv = &st.srv;
     srv->loop = &loop;
     srv->cfg = cfg;
-    srv->keys = &keys;
+    srv->keys = keys;
     srv->pool = db_pool_new(cfg->database_url, cfg->db_pool_size);
     db_pool_set_statement_timeout(srv->pool, cfg->api_statement_timeout_ms);
     const char *why;
@@ -258,7 +307,7 @@ static int cmd_serve(const struct config *cfg)
     if (mtls_policy_init(&srv->mtls, cfg, perr, sizeof(perr)) != 0)
         die(perr, NULL);
 
-    srv->apps = appcache_new(&loop, srv->pool, &keys, cfg->app_cache_ttl_ms);
+    srv->apps = appcache_new(&loop, srv->pool, keys, cfg->app_cache_ttl_ms);
 
     uv_async_init(&loop, &st.ingest_async, on_ingest_async);
     st.ingest_async.data = &st;
@@ -274,7 +323,7 @@ static int cmd_serve(const struct config *cfg)
                  "lease_ms=%" PRId64 " call_ms=%" PRId64, cfg->job_lease_ms,
                  cfg->graph_timeout_ms + cfg->graph_connect_timeout_ms);
     if (cfg->workers > 0)
-        st.workers = worker_pool_start(cfg, &keys);
+        st.workers = worker_pool_start(cfg, keys);
 
     srv->http = http_new(&loop, cfg->body_limit);
     http_route(srv->http, "/healthz", true, healthz, srv);
@@ -350,7 +399,7 @@ static int cmd_serve(const struct config *cfg)
     ratelimit_free(srv->ratelimit);
     ratelimit_free(srv->auth_failures);
     explicit_bzero(srv->admin_token, sizeof(srv->admin_token));
-    secretbox_dispose(&keys);
+    keyring_free(keys);
     log_info("stopped", "%s", "");
     return rc == 0 ? 0 : 1;
 }
@@ -559,6 +608,124 @@ out:
     return rc == 0 ? 0 : 1;
 }
 
+/* ---- keys ---- */
+
+struct key_status {
+    const struct secretbox *sb; /* NULL when the keys do not load */
+    int64_t not_current;
+};
+
+static void print_status_row(void *arg, int column, const char *key_id, int64_t count)
+{
+    struct key_status *ks = arg;
+    const char *role = "";
+    if (ks->sb != NULL) {
+        role = "not loaded";
+        for (int i = 0; i < ks->sb->nkeys; i++)
+            if (strcmp(ks->sb->keys[i].id, key_id) == 0)
+                role = i == 0 ? "seals" : "opens";
+    }
+    if (ks->sb == NULL || strcmp(key_id, ks->sb->keys[0].id) != 0)
+        ks->not_current += count;
+    printf("%-34s %-8s %8" PRId64 "  %s\n", db_rekey_column_name(column),
+           strcmp(key_id, "-") == 0 ? "(none)" : key_id, count, role);
+}
+
+static int keys_status(const struct config *cfg, const struct secretbox *sb)
+{
+    PGconn *c = connect_or_die(cfg);
+    struct key_status ks = {sb, 0};
+    char err[1024];
+    printf("%-34s %-8s %8s  %s\n", "column", "key id", "values", "key");
+    int rc = db_rekey_status(c, print_status_row, &ks, err, sizeof(err));
+    PQfinish(c);
+    if (rc != 0) {
+        fprintf(stderr, "hubbub: %s\n", err);
+        return 1;
+    }
+    if (sb != NULL && ks.not_current > 0)
+        printf("%" PRId64
+               " values are not sealed by the sealing key %s: run `hubbub keys rotate`\n",
+               ks.not_current, sb->keys[0].id);
+    else if (sb != NULL)
+        printf("every value is sealed by the sealing key %s\n", sb->keys[0].id);
+    return ks.not_current == 0 ? 0 : 1;
+}
+
+static int keys_rotate(const struct config *cfg, const struct secretbox *sb)
+{
+    PGconn *c = connect_or_die(cfg);
+    printf("re-sealing with key %s\n", sb->keys[0].id);
+    fflush(stdout);
+    struct db_rekey_options opt = {100, 60000, 200};
+    struct db_rekey_result res[DB_REKEY_NCOLUMNS];
+    char err[1024];
+    int rc = db_rekey_rotate(c, sb, &opt, res, stderr, err, sizeof(err));
+    PQfinish(c);
+    int64_t failed = 0, left = 0;
+    for (int k = 0; k < DB_REKEY_NCOLUMNS; k++) {
+        printf("%-34s %6" PRId64 " re-sealed %6" PRId64 " failed %6" PRId64 " left\n",
+               db_rekey_column_name(k), res[k].resealed, res[k].failed, res[k].left);
+        failed += res[k].failed;
+        left += res[k].left;
+    }
+    if (rc != 0) {
+        fprintf(stderr, "hubbub: rotation stopped: %s\n", err);
+        return 1;
+    }
+    if (failed > 0)
+        fprintf(stderr,
+                "hubbub: %" PRId64 " values cannot be opened with the loaded keys and were left as "
+                "they are (see above); keep the key that sealed them in the file\n",
+                failed);
+    if (left > 0)
+        fprintf(stderr,
+                "hubbub: %" PRId64 " values kept changing or stayed in use; run it again (a "
+                "process that still seals with an old key was not signalled?)\n",
+                left);
+    return failed == 0 && left == 0 ? 0 : 1;
+}
+
+/* Needs no settings: an operator makes a key before anything is set up. */
+static int cmd_keys_generate(void)
+{
+    uint8_t key[SECRETBOX_KEY_LEN];
+    if (RAND_bytes(key, sizeof(key)) != 1)
+        die("no randomness for a key", NULL);
+    for (size_t i = 0; i < sizeof(key); i++)
+        printf("%02x", key[i]);
+    printf("\n");
+    explicit_bzero(key, sizeof(key));
+    return 0;
+}
+
+static int cmd_keys(const struct config *cfg, int argc, char **argv)
+{
+    if (argc < 1) {
+        fputs(USAGE, stderr);
+        return EXIT_USAGE;
+    }
+    bool status = strcmp(argv[0], "status") == 0;
+    if (!status && strcmp(argv[0], "rotate") != 0) {
+        fputs(USAGE, stderr);
+        return EXIT_USAGE;
+    }
+    struct secretbox keys;
+    const char *why;
+    secretbox_init(&keys);
+    int rc;
+    if (secretbox_load(&keys, cfg->master_key, cfg->master_key_file, &why) != 0) {
+        fprintf(stderr, "hubbub: %s\n", why);
+        rc = status ? keys_status(cfg, NULL) : 1;
+        if (status)
+            rc = 1;
+    } else {
+        rc = status ? keys_status(cfg, &keys) : keys_rotate(cfg, &keys);
+    }
+    secretbox_dispose(&keys);
+    return rc;
+}
+
 /* ---- config ---- */
 
 /* Loads the settings, or says in one line what is wrong with them. */
@@ -650,6 +817,8 @@ int main(int argc, char **argv)
         return cmd_config(argc - 2, argv + 2);
     if (strcmp(cmd, "sim") == 0) /* needs no settings: it may test any server */
         return sim_main(argc - 2, argv + 2);
+    if (strcmp(cmd, "keys") == 0 && argc == 3 && strcmp(argv[2], "generate") == 0)
+        return cmd_keys_generate();
 
     struct config cfg;
     if (load_config(&cfg) != 0)
@@ -665,6 +834,8 @@ int main(int argc, char **argv)
         rc = cmd_tenant(&cfg, argc - 2, argv + 2);
     else if (strcmp(cmd, "app") == 0)
         rc = cmd_app(&cfg, argc - 2, argv + 2);
+    else if (strcmp(cmd, "keys") == 0)
+        rc = cmd_keys(&cfg, argc - 2, argv + 2);
     else {
         fputs(USAGE, stderr);
         rc = EXIT_USAGE;

@@ -13,7 +13,7 @@
 #include "db/ingest.h"
 #include "db/pool.h"
 #include "lib/log.h"
-#include "lib/secretbox.h"
+#include "lib/keyring.h"
 #include "server/appcache.h"
 #include "server/config.h"
 #include "server/http.h"
@@ -24,7 +24,7 @@
 struct server {
     uv_loop_t *loop;
     const struct config *cfg;
-    const struct secretbox *keys;
+    struct keyring *keys;
     struct db_pool *pool;
     struct db_ingest *ingest;
     struct appcache *apps;

@@ -38,7 +38,7 @@ struct worker {
 
 struct worker_pool {
     const struct config *cfg;
-    const struct secretbox *keys;
+    struct keyring *keys;
     char owner[128]; /* host:pid, plus the worker's index */
 
     uv_mutex_t mu; /* guards what follows */
@@ -315,7 +315,7 @@ static void dispatcher_main(void *arg)
     uv_mutex_unlock(&p->mu);
 }
 
-struct worker_pool *worker_pool_start(const struct config *cfg, const struct secretbox *keys)
+struct worker_pool *worker_pool_start(const struct config *cfg, struct keyring *keys)
 {
     struct worker_pool *p = xcalloc(1, sizeof(*p));
     p->cfg = cfg;

@@ -19,14 +19,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "lib/secretbox.h"
+#include "lib/keyring.h"
 #include "server/config.h"
 
 struct worker_pool;
 
 /* Starts cfg->workers threads and the dispatcher. cfg and keys must outlive
  * the pool. Never fails: a database that is down is retried. */
-struct worker_pool *worker_pool_start(const struct config *cfg, const struct secretbox *keys);
+struct worker_pool *worker_pool_start(const struct config *cfg, struct keyring *keys);
 
 /* Stops claiming jobs; running ones go on. Callable from any thread. */
 void worker_pool_quiesce(struct worker_pool *p);
