@@ -12,6 +12,7 @@
 
 #include "db/ingest.h"
 #include "db/pool.h"
+#include "db/replica.h"
 #include "lib/log.h"
 #include "lib/secretbox.h"
 #include "server/appcache.h"
@@ -26,6 +27,7 @@ struct server {
     const struct config *cfg;
     const struct secretbox *keys;
     struct db_pool *pool;
+    struct db_replica *replica; /* NULL: no read replica; thread-safe */
     struct db_ingest *ingest;
     struct appcache *apps;
     struct http *http;
