@@ -122,7 +122,10 @@ static void reset_answer(struct api_call *call)
 }
 
 /* Runs a replica read on the replica; false when it must run on the primary
- * instead (no replica, or it is down or went away during the query). */
+ * instead: no replica, it is down or went away during the query, or it
+ * answered 404. A listing names what it lists by (account=) and that
+ * account may be too new for the replica: only the primary can say it does
+ * not exist. */
 static bool run_on_replica(struct admin_job *job)
 {
     struct db_replica *replica = job->srv->replica;
@@ -132,7 +135,7 @@ static bool run_on_replica(struct admin_job *job)
     if (c == NULL)
         return false;
     job->route->handler(&job->call, c);
-    if (db_replica_release(replica, c))
+    if (db_replica_release(replica, c) && job->call.status != 404)
         return true;
     reset_answer(&job->call);
     return false;

@@ -5,9 +5,10 @@
  * A replica of the test cluster is built with pg_basebackup -R (ops/pg-local
  * replica). With replay paused on it, a delivery is answered 200 (committed
  * on the primary) but GET /v1/events and GET /v1/deliveries do not show it,
- * while GET /v1/events/{id} (primary) does and a key created meanwhile is
- * accepted (keys are checked on the primary); once replay resumes the
- * listing shows it. With the replica stopped, the listings are answered by
+ * while GET /v1/events/{id} (primary) does, a key created meanwhile is
+ * accepted (keys are checked on the primary) and a listing by an account
+ * created meanwhile is not a 404 (the primary is asked again); once replay
+ * resumes the listing shows it. With the replica stopped, the listings are answered by
  * the primary, and the fallback is logged.
  *
  * Needs the test database to be an ops/pg-local cluster (its socket
@@ -194,13 +195,37 @@ int main(void)
     h_api(&r, &srv, H_ADMIN_TOKEN, "GET", path, NULL);
     tap_is_int(r.status, 200, "GET /v1/events/{id} of the new event: 200 (it reads the primary)");
     h_resp_free(&r);
-    char key[64];
-    h_api_tenant(&srv, "late", key);
+    char key[64], json[512];
+    long long late = h_api_tenant(&srv, "late", key);
     tap_is_int(h_db_int(&db, "SELECT count(*) FROM api_keys"), 1, "a key was created meanwhile");
     h_api(&r, &srv, key, "GET", "/v1/events", NULL);
     tap_is_int(r.status, 200,
                "and GET /v1/events accepts it at once: keys are checked on the primary");
     tap_is_int(listed(db.conn, &r), 0, "listing none of the other tenant's events");
+    h_resp_free(&r);
+    snprintf(json, sizeof(json),
+             "{\"meta_app_id\":\"1000000002\",\"app_secret\":\"late-app-secret-0123456789\","
+             "\"verify_token\":\"verify-late-0123456789\",\"tenant_id\":%lld}",
+             late);
+    h_api(&r, &srv, H_ADMIN_TOKEN, "POST", "/v1/apps", json);
+    long long app = h_json_num(r.body, "id");
+    h_resp_free(&r);
+    snprintf(json, sizeof(json),
+             "{\"app_id\":%lld,\"ig_id\":\"17841400000000777\",\"username\":\"late_ig\","
+             "\"login_type\":\"instagram_login\",\"access_token\":\"EAAGlateTOKEN1234\","
+             "\"subscribed_fields\":[\"comments\"]}",
+             app);
+    h_api(&r, &srv, key, "POST", "/v1/accounts", json);
+    long long account = h_json_num(r.body, "id");
+    tap_is_int(r.status, 201, "an account was created meanwhile");
+    h_resp_free(&r);
+    v = replica_text(rc, "SELECT count(*) FROM accounts");
+    tap_is_str(v, "0", "the paused replica has no account yet");
+    free(v);
+    snprintf(path, sizeof(path), "/v1/events?account=%lld", account);
+    h_api(&r, &srv, key, "GET", path, NULL);
+    tap_is_int(r.status, 200,
+               "GET /v1/events?account= of it: 200, not the replica's 404 (the primary is asked)");
     h_resp_free(&r);
 
     /* ---- replay resumed ---- */
