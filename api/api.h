@@ -87,6 +87,11 @@ struct api_route {
 /* Every route, in match order (api/routes.c). */
 const struct api_route *api_routes(size_t *count);
 
+/* true for the routes that run on the read replica when one is set
+ * (HUBBUB_READ_DATABASE_URL): reads whose answer may lag the primary a
+ * little (the event and delivery listings). */
+bool api_route_is_replica_read(const struct api_route *route);
+
 /* Matches method and path (no query string) against the table. Returns the
  * route and fills ids/nids; NULL and *path_known = true when the path matches
  * some route but not with this method (a 405), false when no route matches

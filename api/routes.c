@@ -45,6 +45,19 @@ static const struct api_route ROUTES[] = {
     {"GET", "/v1/jobs", API_OPERATOR, jobs_list},
 };
 
+/* Listings only: GET /v1/events/{id} stays on the primary, so that an id
+ * seen in a listing answered by the primary (while the replica was down) is
+ * never a 404 because the replica lags. */
+static const api_handler_fn REPLICA_READS[] = {events_list, deliveries_list};
+
+bool api_route_is_replica_read(const struct api_route *route)
+{
+    for (size_t i = 0; i < HB_ARRAY_SIZE(REPLICA_READS); i++)
+        if (route->handler == REPLICA_READS[i])
+            return true;
+    return false;
+}
+
 const struct api_route *api_routes(size_t *count)
 {
     *count = HB_ARRAY_SIZE(ROUTES);

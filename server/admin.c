@@ -112,6 +112,35 @@ static void send_unauthorized(h2o_req_t *req, const char *message)
 
 /* ---- on a worker thread ---- */
 
+/* Forgets a handler's answer, to run it again elsewhere. */
+static void reset_answer(struct api_call *call)
+{
+    call->status = 0;
+    buf_reset(&call->out);
+    call->location[0] = '\0';
+    call->retry_after = 0;
+}
+
+/* Runs a replica read on the replica; false when it must run on the primary
+ * instead: no replica, it is down or went away during the query, or it
+ * answered 404. A listing names what it lists by (account=) and that
+ * account may be too new for the replica: only the primary can say it does
+ * not exist. */
+static bool run_on_replica(struct admin_job *job)
+{
+    struct db_replica *replica = job->srv->replica;
+    if (replica == NULL || !api_route_is_replica_read(job->route))
+        return false;
+    PGconn *c = db_replica_acquire(replica);
+    if (c == NULL)
+        return false;
+    job->route->handler(&job->call, c);
+    if (db_replica_release(replica, c) && job->call.status != 404)
+        return true;
+    reset_answer(&job->call);
+    return false;
+}
+
 static void run_job(uv_work_t *w)
 {
     struct admin_job *job = w->data;
@@ -121,10 +150,13 @@ static void run_job(uv_work_t *w)
         api_error(call, 503, "unavailable", "the database is unavailable; retry later");
         return;
     }
+    /* Keys are checked on the primary even for replica reads: a key created
+     * a moment ago may not have reached the replica yet. The primary's
+     * connection is held meanwhile, so a fallback never waits for one. */
     if (api_authenticate(call, c)) {
         if (job->route->access == API_OPERATOR && !call->caller.is_operator)
             api_error(call, 404, "not_found", "no such resource");
-        else
+        else if (!run_on_replica(job))
             job->route->handler(call, c);
     }
     db_pool_release(job->srv->pool, c);

@@ -21,6 +21,9 @@
 static const struct config_setting SETTINGS[] = {
     {"DATABASE_URL", CONFIG_SECRET, NULL, 1, 0, 0, F(database_url),
      "PostgreSQL connection URL or conninfo string (may hold a password, so never printed)"},
+    {"HUBBUB_READ_DATABASE_URL", CONFIG_SECRET, NULL, 0, 0, 0, F(read_database_url),
+     "a streaming replica of DATABASE_URL for the admin API's event queries (results may lag; "
+     "the primary answers while it is down); unset: the primary"},
     {"HUBBUB_LISTEN", CONFIG_LISTEN, "127.0.0.1:8080", 0, 0, 0, F(listen),
      "address and port of the HTTP listener (host:port, [v6]:port)"},
     {"HUBBUB_BODY_LIMIT", CONFIG_SIZE, "4MiB", 0, 1024, 64 * MIB, F(body_limit),

@@ -16,8 +16,9 @@
 
 struct config {
     char *database_url;
-    char *listen;      /* host:port */
-    size_t body_limit; /* bytes */
+    char *read_database_url; /* NULL: event queries run on the primary */
+    char *listen;            /* host:port */
+    size_t body_limit;       /* bytes */
     int db_pool_size;
     int ingest_writers;
     int ingest_batch_max;      /* deliveries per commit */

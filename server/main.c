@@ -298,6 +298,11 @@ static int cmd_serve(const struct config *cfg)
     srv->keys = keys;
     srv->pool = db_pool_new(cfg->database_url, cfg->db_pool_size);
     db_pool_set_statement_timeout(srv->pool, cfg->api_statement_timeout_ms);
+    if (cfg->read_database_url != NULL) {
+        srv->replica = db_replica_new(cfg->read_database_url, cfg->db_pool_size,
+                                      cfg->api_statement_timeout_ms, cfg->db_retry_max_ms);
+        log_info("event queries go to the read replica (HUBBUB_READ_DATABASE_URL)", "%s", "");
+    }
     const char *why;
     if (admin_load_token(cfg, srv->admin_token, sizeof(srv->admin_token), &why) != 0)
         die(why, NULL);
@@ -396,6 +401,7 @@ static int cmd_serve(const struct config *cfg)
     db_ingest_free(srv->ingest);
     appcache_free(srv->apps);
     db_pool_free(srv->pool);
+    db_replica_free(srv->replica);
     ratelimit_free(srv->ratelimit);
     ratelimit_free(srv->auth_failures);
     explicit_bzero(srv->admin_token, sizeof(srv->admin_token));

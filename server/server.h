@@ -12,6 +12,7 @@
 
 #include "db/ingest.h"
 #include "db/pool.h"
+#include "db/replica.h"
 #include "lib/log.h"
 #include "lib/keyring.h"
 #include "server/appcache.h"
@@ -26,6 +27,7 @@ struct server {
     const struct config *cfg;
     struct keyring *keys;
     struct db_pool *pool;
+    struct db_replica *replica; /* NULL: no read replica; thread-safe */
     struct db_ingest *ingest;
     struct appcache *apps;
     struct http *http;

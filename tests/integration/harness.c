@@ -355,10 +355,15 @@ static void child_env(struct h_db *db, const char *const *env)
 int h_run(struct h_db *db, const char *const *argv, const char *const *env, const char *stdin_data,
           char **output)
 {
+    return h_spawn(db, h_binary(), argv, env, stdin_data, output);
+}
+
+int h_spawn(struct h_db *db, const char *program, const char *const *argv, const char *const *env,
+            const char *stdin_data, char **output)
+{
     int in[2], out[2];
-    /* Both read in the parent: the child drops HUBBUB_* variables, and every
+    /* Read in the parent: the child drops HUBBUB_* variables, and every
      * child must share one master key. */
-    const char *binary = h_binary();
     h_master_key();
     if (pipe(in) != 0 || pipe(out) != 0)
         tap_bail("pipe: %s", strerror(errno));
@@ -377,7 +382,7 @@ int h_run(struct h_db *db, const char *const *argv, const char *const *env, cons
         child_env(db, env);
         const char *args[32];
         int n = 0;
-        args[n++] = binary;
+        args[n++] = program;
         for (const char *const *a = argv; *a != NULL && n < 31; a++)
             args[n++] = *a;
         args[n] = NULL;

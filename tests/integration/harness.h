@@ -62,6 +62,11 @@ const char *h_master_key(void); /* a random key, the same for the whole test */
 int h_run(struct h_db *db, const char *const *argv, const char *const *env, const char *stdin_data,
           char **output);
 
+/* The same for any program (a path, such as an ops/ script): argv holds
+ * its arguments only, and the environment is the one h_run gives hubbub. */
+int h_spawn(struct h_db *db, const char *program, const char *const *argv, const char *const *env,
+            const char *stdin_data, char **output);
+
 /* migrate, tenant add, app add: bails out on failure. */
 void h_setup_app(struct h_db *db, const char *tenant, const char *app_id, const char *verify_token,
                  const char *secret);

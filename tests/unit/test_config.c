@@ -4,6 +4,7 @@
  */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
@@ -32,8 +33,8 @@ static void test_sizes(void **state)
     static const struct {
         const char *in;
         int64_t want;
-    } ok[] = {{"0", 0},           {"65536", 65536},       {"4MiB", 4194304}, {"4mb", 4194304},
-              {"512k", 524288},   {"1 GiB", 1073741824},  {"10b", 10}};
+    } ok[] = {{"0", 0},         {"65536", 65536},      {"4MiB", 4194304}, {"4mb", 4194304},
+              {"512k", 524288}, {"1 GiB", 1073741824}, {"10b", 10}};
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
         int64_t v = -1;
         assert_int_equal(config_parse_size(ok[i].in, &v), 0);
@@ -74,7 +75,7 @@ static void test_listen_addresses(void **state)
     assert_int_equal(config_parse_listen("[::1]:443", host, sizeof(host), &port), 0);
     assert_string_equal(host, "::1");
     assert_int_equal(port, 443);
-    const char *bad[] = {"8080", "127.0.0.1", "127.0.0.1:", ":80", "127.0.0.1:65536",
+    const char *bad[] = {"8080",          "127.0.0.1", "127.0.0.1:", ":80", "127.0.0.1:65536",
                          "127.0.0.1:80x", "[::1]80"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_int_equal(config_parse_listen(bad[i], host, sizeof(host), &port), HB_EINVAL);
@@ -135,7 +136,8 @@ static void test_secrets_are_masked(void **state)
     (void)state;
     clear_env();
     setenv("DATABASE_URL", "postgresql://u:hunter2@db/x", 1);
-    setenv("HUBBUB_MASTER_KEY", "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff", 1);
+    setenv("HUBBUB_MASTER_KEY", "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+           1);
     struct config cfg;
     char err[256];
     assert_int_equal(config_load(&cfg, err, sizeof(err)), 0);
@@ -169,6 +171,65 @@ static void test_readme_documents_every_setting(void **state)
     }
 }
 
+/* The line of ops/systemd/hubbub.env that sets or shows (commented out as
+ * "#KEY=") setting env, or NULL; *is_commented says which. */
+static const char *env_file_line(const char *text, const char *env, bool *is_commented)
+{
+    size_t n = strlen(env);
+    for (const char *line = text; *line != '\0'; line = strchr(line, '\n') + 1) {
+        bool commented = line[0] == '#';
+        const char *k = commented ? line + 1 : line;
+        if (strncmp(k, env, n) == 0 && k[n] == '=') {
+            *is_commented = commented;
+            return k + n + 1;
+        }
+        if (strchr(line, '\n') == NULL)
+            break;
+    }
+    return NULL;
+}
+
+static void test_env_file_lists_every_setting(void **state)
+{
+    (void)state;
+    FILE *f = fopen(HB_SOURCE_DIR "/ops/systemd/hubbub.env", "r");
+    assert_non_null(f);
+    static char text[64 * 1024];
+    size_t len = fread(text, 1, sizeof(text) - 1, f);
+    text[len] = '\0';
+    fclose(f);
+    size_t n;
+    const struct config_setting *s = config_settings(&n);
+    clear_env();
+    for (size_t i = 0; i < n; i++) {
+        bool commented = false;
+        const char *v = env_file_line(text, s[i].env, &commented);
+        if (v == NULL)
+            fail_msg("ops/systemd/hubbub.env has no line for %s", s[i].env);
+        size_t vlen = strcspn(v, "\n");
+        if (s[i].default_value != NULL &&
+            (strlen(s[i].default_value) != vlen || strncmp(v, s[i].default_value, vlen) != 0))
+            fail_msg("ops/systemd/hubbub.env shows %s=%.*s, but its default is %s", s[i].env,
+                     (int)vlen, v, s[i].default_value);
+        /* A secret is only ever a placeholder there; the required URL is
+         * shown without a password. */
+        if (s[i].type == CONFIG_SECRET && !s[i].required && (!commented || vlen != 0))
+            fail_msg("ops/systemd/hubbub.env must leave %s as a commented placeholder", s[i].env);
+        if (vlen > 0) {
+            char value[512];
+            snprintf(value, sizeof(value), "%.*s", (int)vlen, v);
+            setenv(s[i].env, value, 1);
+        }
+    }
+    /* Every value the file shows is one hubbub accepts. */
+    struct config cfg;
+    char err[512] = "";
+    if (config_load(&cfg, err, sizeof(err)) != 0)
+        fail_msg("ops/systemd/hubbub.env: %s", err);
+    config_dispose(&cfg);
+    clear_env();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -179,6 +240,7 @@ int main(void)
         cmocka_unit_test(test_errors_name_the_variable),
         cmocka_unit_test(test_secrets_are_masked),
         cmocka_unit_test(test_readme_documents_every_setting),
+        cmocka_unit_test(test_env_file_lists_every_setting),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
