@@ -30,7 +30,7 @@ int db_partitions_ensure(PGconn *c, int months_ahead, int64_t lock_timeout_ms, i
     if (PQresultStatus(r) != PGRES_TUPLES_OK)
         rc = db_result_rc(c, r);
     else
-        *created = atoi(PQgetvalue(r, 0, 1));
+        *created = (int)strtol(PQgetvalue(r, 0, 1), NULL, 10);
     PQclear(r);
     return rc;
 }
