@@ -14,7 +14,7 @@
 static const struct api_route ROUTES[] = {
     {"GET", "/v1/tenants", API_OPERATOR, tenants_list},
     {"POST", "/v1/tenants", API_OPERATOR, tenants_create},
-    {"GET", "/v1/tenants/{id}", API_OPERATOR, tenants_get},
+    {"GET", "/v1/tenants/{id}", API_ANY, tenants_get},
     {"PATCH", "/v1/tenants/{id}", API_OPERATOR, tenants_update},
     {"DELETE", "/v1/tenants/{id}", API_OPERATOR, tenants_delete},
     {"GET", "/v1/tenants/{id}/keys", API_OPERATOR, keys_list},

@@ -18,7 +18,10 @@
 #include "lib/hb.h"
 #include "lib/hex.h"
 
-#define TENANT_JSON "jsonb_build_object('id', id, 'name', name, 'created_at', created_at)::text"
+#define TENANT_JSON                                                                                \
+    "jsonb_build_object('id', id, 'name', name, 'created_at', created_at, 'retention_days',"       \
+    " retention_days)::text"
+#define RETENTION_DAYS_MAX 36500
 #define KEY_JSON                                                                                   \
     "jsonb_build_object('id', id, 'tenant_id', tenant_id, 'name', name, 'prefix', prefix,"         \
     " 'created_at', created_at, 'revoked_at', revoked_at)"
@@ -100,33 +103,80 @@ void tenants_create(struct api_call *call, PGconn *c)
     buf_dispose(&name);
 }
 
+/* GET for the operator, and for a tenant's key its own tenant (any other id
+ * is 404, as everywhere in the API). */
 void tenants_get(struct api_call *call, PGconn *c)
 {
     char id[24];
     snprintf(id, sizeof(id), "%" PRId64, call->ids[0]);
     const char *params[] = {id};
-    PGresult *r = api_exec(c, "SELECT " TENANT_JSON " FROM tenants WHERE id = $1", 1, params);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+    PGresult *r = NULL;
+    if (call->caller.is_operator || call->caller.tenant_id == call->ids[0])
+        r = api_exec(c, "SELECT " TENANT_JSON " FROM tenants WHERE id = $1", 1, params);
+    if (r != NULL && PQresultStatus(r) != PGRES_TUPLES_OK)
         api_db_error(call, c, r, NULL);
-    else if (PQntuples(r) == 0)
+    else if (r == NULL || PQntuples(r) == 0)
         api_not_found(call, "no tenant with this id");
     else
         api_reply_row(call, 200, r);
     PQclear(r);
 }
 
+/* PATCH {"name"?, "retention_days"?}: retention_days null follows the
+ * operator's default (hubbub retention --older-than). */
 void tenants_update(struct api_call *call, PGconn *c)
 {
+    struct json_doc doc;
+    if (!api_body_object(call, &doc))
+        return;
+    static const char *const allowed[] = {"name", "retention_days", NULL};
     struct buf name;
     buf_init(&name);
-    if (read_name(call, &name)) {
+    bool ok = api_body_only(call, &doc, allowed);
+    int has_name = ok ? api_body_string(call, &doc, "name", 63, &name) : 0;
+    if (has_name < 0)
+        ok = false;
+    else if (has_name > 0 && !valid_tenant_name(name.data, name.len)) {
+        api_invalid(call, "name",
+                    "name must be 1-63 letters, digits, '.', '_' or '-', starting with a "
+                    "letter or digit");
+        ok = false;
+    }
+    int t = ok ? json_get(&doc, 0, "retention_days") : -1;
+    char days[24] = "";
+    if (t >= 0) {
+        const char *raw;
+        size_t n;
+        json_raw(&doc, t, &raw, &n);
+        int64_t v;
+        if (n == 4 && memcmp(raw, "null", 4) == 0) {
+            days[0] = '\0';
+        } else if (!json_is_string(&doc, t) && json_int64(&doc, t, &v) && v >= 1 &&
+                   v <= RETENTION_DAYS_MAX) {
+            snprintf(days, sizeof(days), "%" PRId64, v);
+        } else {
+            api_invalid(call, "retention_days",
+                        "retention_days must be a whole number of days from 1 to %d, or null",
+                        RETENTION_DAYS_MAX);
+            ok = false;
+        }
+    }
+    if (ok && has_name == 0 && t < 0) {
+        api_invalid(call, "name", "give name, retention_days or both");
+        ok = false;
+    }
+    json_doc_dispose(&doc);
+    if (ok) {
         char id[24];
         snprintf(id, sizeof(id), "%" PRId64, call->ids[0]);
-        const char *params[] = {id, name.data};
+        const char *params[] = {id, has_name > 0 ? name.data : NULL, t >= 0 ? "t" : "f",
+                                days[0] != '\0' ? days : NULL};
         PGresult *r = api_exec(c,
-                               "UPDATE tenants SET name = $2 WHERE id = $1"
-                               " RETURNING " TENANT_JSON,
-                               2, params);
+                               "UPDATE tenants SET name = coalesce($2, name),"
+                               " retention_days = CASE WHEN $3::bool THEN $4::int"
+                               "  ELSE retention_days END"
+                               " WHERE id = $1 RETURNING " TENANT_JSON,
+                               4, params);
         if (PQresultStatus(r) != PGRES_TUPLES_OK)
             api_db_error(call, c, r, "a tenant with this name exists");
         else if (PQntuples(r) == 0)
@@ -142,10 +192,13 @@ void tenants_update(struct api_call *call, PGconn *c)
  * routed to it from shared apps), its accounts, its own apps with their
  * deliveries, then the tenant and, by cascade, its keys. */
 static const char *const DELETE_STEPS[] = {
-    "DELETE FROM events WHERE tenant_id = $1",
+    "WITH e AS (DELETE FROM events WHERE tenant_id = $1 RETURNING app_id, dedup_key)"
+    " DELETE FROM event_keys k USING e WHERE k.app_id = e.app_id AND k.dedup_key = e.dedup_key",
     "DELETE FROM accounts WHERE tenant_id = $1",
     "DELETE FROM deliveries WHERE app_id IN (SELECT id FROM apps WHERE tenant_id = $1)",
-    "DELETE FROM events WHERE app_id IN (SELECT id FROM apps WHERE tenant_id = $1)",
+    "WITH e AS (DELETE FROM events WHERE app_id IN (SELECT id FROM apps WHERE tenant_id = $1)"
+    "  RETURNING app_id, dedup_key)"
+    " DELETE FROM event_keys k USING e WHERE k.app_id = e.app_id AND k.dedup_key = e.dedup_key",
     "DELETE FROM apps WHERE tenant_id = $1",
     "DELETE FROM tenants WHERE id = $1",
 };

@@ -37,39 +37,66 @@
 #define ID_RESERVE 1024
 #define DEADLOCK_RETRIES 3
 
+enum { NPARAMS = 18 };
+
+/* The events of a batch: their keys first, then the events whose key this
+ * statement inserted. event_keys is the dedup across partitions (see
+ * migrations/0004_partitions.sql); the items come sorted by (app, key) with
+ * no key twice (build_params), so concurrent batches take key locks in one
+ * order and the join below matches each won key once. */
+#define EVENTS_CTES                                                                                \
+    "u AS ("                                                                                       \
+    " SELECT * FROM unnest($9::int8[], $10::int8[], $11::int8[], $12::text[], $13::text[],"        \
+    "  $14::text[], $15::timestamptz[], $16::timestamptz[], $17::bytea[], $18::text[])"            \
+    "  AS u(app_id, tenant_id, delivery_id, object, field, entry_id, entry_time, received_at,"     \
+    "  dedup_key, payload)"                                                                        \
+    "), k AS ("                                                                                    \
+    " INSERT INTO event_keys (app_id, dedup_key) SELECT app_id, dedup_key FROM u"                  \
+    " ON CONFLICT DO NOTHING RETURNING app_id, dedup_key"                                          \
+    "), e AS ("                                                                                    \
+    " INSERT INTO events (app_id, tenant_id, delivery_id, object, field, entry_id, entry_time,"    \
+    "  received_at, dedup_key, payload)"                                                           \
+    " SELECT u.app_id," /* An app's owner gets all its events; a shared app's event goes to the    \
+                         * tenant whose account is its entry, or stays unrouted (NULL). */         \
+    "  coalesce(u.tenant_id, (SELECT a.tenant_id FROM accounts a WHERE a.app_id = u.app_id"        \
+    "   AND (a.ig_id = u.entry_id COLLATE \"C\" OR a.page_id = u.entry_id COLLATE \"C\")"          \
+    "   ORDER BY a.id LIMIT 1)),"                                                                  \
+    "  u.delivery_id, u.object, u.field, u.entry_id, u.entry_time, u.received_at, u.dedup_key,"    \
+    "  u.payload::jsonb"                                                                           \
+    " FROM u JOIN k ON k.app_id = u.app_id AND k.dedup_key = u.dedup_key"                          \
+    " RETURNING id, delivery_id, tenant_id,"                                                       \
+    "  CASE WHEN field = 'message_echoes' THEN payload->'message'->>'mid' END AS echo_mid"         \
+    "), m AS (" /* The echo of a reply we sent links to its outbox row (when the Send              \
+                 * API answered first; else the worker links it when it stores the id). */         \
+    " UPDATE messages SET echo_event_id = e.id FROM e"                                             \
+    " WHERE e.echo_mid IS NOT NULL AND messages.meta_message_id = e.echo_mid"                      \
+    "  AND messages.tenant_id = e.tenant_id AND messages.echo_event_id IS NULL"                    \
+    ")"                                                                                            \
+    " SELECT delivery_id, count(*) FROM e GROUP BY delivery_id"
+
 static const char INGEST_SQL[] =
     "WITH d AS ("
     " INSERT INTO deliveries (id, app_id, received_at, status, reject_reason, signature,"
     "  item_count, body)"
     " SELECT * FROM unnest($1::int8[], $2::int8[], $3::timestamptz[], $4::text[], $5::text[],"
     "  $6::text[], $7::int4[], $8::bytea[])"
-    "), e AS ("
-    " INSERT INTO events (app_id, tenant_id, delivery_id, object, field, entry_id, entry_time,"
-    "  received_at, dedup_key, payload)"
-    " SELECT app_id,"
-    /* An app's owner gets all its events; a shared app's event goes to the
-     * tenant whose account is its entry, or stays unrouted (NULL). */
-    "  coalesce(tenant_id, (SELECT a.tenant_id FROM accounts a WHERE a.app_id = u.app_id"
-    "   AND (a.ig_id = u.entry_id COLLATE \"C\" OR a.page_id = u.entry_id COLLATE \"C\")"
-    "   ORDER BY a.id LIMIT 1)),"
-    "  delivery_id, object, field, entry_id, entry_time, received_at, dedup_key, payload::jsonb"
-    " FROM unnest($9::int8[], $10::int8[], $11::int8[], $12::text[], $13::text[], $14::text[],"
-    "  $15::timestamptz[], $16::timestamptz[], $17::bytea[], $18::text[])"
-    "  AS u(app_id, tenant_id, delivery_id, object, field, entry_id, entry_time, received_at,"
-    "  dedup_key, payload)"
-    " ON CONFLICT (app_id, dedup_key) DO NOTHING"
-    " RETURNING id, delivery_id, tenant_id,"
-    "  CASE WHEN field = 'message_echoes' THEN payload->'message'->>'mid' END AS echo_mid"
-    "), m AS ("
-    /* The echo of a reply we sent links to its outbox row (when the Send
-     * API answered first; else the worker links it when it stores the id). */
-    " UPDATE messages SET echo_event_id = e.id FROM e"
-    " WHERE e.echo_mid IS NOT NULL AND messages.meta_message_id = e.echo_mid"
-    "  AND messages.tenant_id = e.tenant_id AND messages.echo_event_id IS NULL"
-    ")"
-    " SELECT delivery_id, count(*) FROM e GROUP BY delivery_id";
+    "), " EVENTS_CTES;
 
-enum { NPARAMS = 18 };
+/* Replay: the deliveries are stored already (their ids and received_at come
+ * in $1 and $3); a rejected one that split now becomes accepted. $5, $6 and
+ * $8 are not used, but keep the parameters those of INGEST_SQL. */
+static const char REPLAY_SQL[] =
+    "WITH d AS ("
+    " UPDATE deliveries SET status = 'accepted', reject_reason = NULL, item_count = v.n"
+    " FROM unnest($1::int8[], $3::timestamptz[], $4::text[], $7::int4[]) AS v(id, at, st, n)"
+    " WHERE deliveries.id = v.id AND deliveries.received_at = v.at AND v.st = 'accepted'"
+    "  AND deliveries.status = 'rejected'"
+    "), " EVENTS_CTES;
+
+/* The parameters' types (arrays of int8, timestamptz, text, int4, bytea), for
+ * REPLAY_SQL, which leaves some unused. */
+static const Oid PARAM_TYPES[NPARAMS] = {1016, 1016, 1185, 1009, 1009, 1009, 1007, 1001, 1016,
+                                         1016, 1016, 1009, 1009, 1009, 1185, 1185, 1001, 1009};
 
 struct db_ingest {
     struct db_ingest_config cfg;
@@ -291,9 +318,8 @@ static int cmp_event(const void *a, const void *b)
     return memcmp(x->e->dedup_key, y->e->dedup_key, INGEST_KEY_LEN);
 }
 
-static void build_params(struct writer *w, struct ingest_delivery **batch, size_t n)
+static void build_params(struct buf *p, struct ingest_delivery **batch, size_t n)
 {
-    struct buf *p = w->params;
     size_t nevents = 0;
     for (size_t i = 0; i < n; i++)
         nevents += batch[i]->nevents;
@@ -326,6 +352,13 @@ static void build_params(struct writer *w, struct ingest_delivery **batch, size_
         for (size_t j = 0; j < batch[i]->nevents; j++)
             items[k++] = (struct sort_item){batch[i], &batch[i]->events[j]};
     qsort(items, nevents, sizeof(*items), cmp_event);
+    /* A key twice in one batch (Meta retried while the first was queued)
+     * is stored once: keep the first of each run. */
+    size_t kept = 0;
+    for (size_t i = 0; i < nevents; i++)
+        if (kept == 0 || cmp_event(&items[kept - 1], &items[i]) != 0)
+            items[kept++] = items[i];
+    nevents = kept;
 
     static const uint32_t oids[] = {OID_INT8,  OID_INT8, OID_INT8,        OID_TEXT,
                                     OID_TEXT,  OID_TEXT, OID_TIMESTAMPTZ, OID_TIMESTAMPTZ,
@@ -386,8 +419,7 @@ static int compare_int64(const void *a, const void *b)
 
 /* Starts a transaction holding the shared-app locks, when the batch has
  * deliveries of shared apps; *in_tx says whether it did. */
-static int begin_shared_apps(struct writer *w, struct ingest_delivery **batch, size_t n,
-                             bool *in_tx)
+static int begin_shared_apps(PGconn *c, struct ingest_delivery **batch, size_t n, bool *in_tx)
 {
     *in_tx = false;
     int64_t *apps = xmalloc(n * sizeof(*apps));
@@ -408,17 +440,17 @@ static int begin_shared_apps(struct writer *w, struct ingest_delivery **batch, s
             buf_printf(&sql, ", pg_advisory_xact_lock_shared(%d, %d)", ACCOUNT_LOCK_CLASS,
                        (int)(apps[i] & 0x7fffffff));
     free(apps);
-    PGresult *r = PQexec(w->conn, sql.data);
+    PGresult *r = PQexec(c, sql.data);
     buf_dispose(&sql);
-    int rc = PQresultStatus(r) == PGRES_TUPLES_OK ? 0 : db_result_rc(w->conn, r);
+    int rc = PQresultStatus(r) == PGRES_TUPLES_OK ? 0 : db_result_rc(c, r);
     PQclear(r);
-    *in_tx = PQtransactionStatus(w->conn) != PQTRANS_IDLE;
+    *in_tx = PQtransactionStatus(c) != PQTRANS_IDLE;
     return rc;
 }
 
-static void end_transaction(struct writer *w, const char *sql)
+static void end_transaction(PGconn *c, const char *sql)
 {
-    PGresult *r = PQexec(w->conn, sql);
+    PGresult *r = PQexec(c, sql);
     PQclear(r);
 }
 
@@ -432,7 +464,7 @@ static int store_once(struct writer *w, struct ingest_delivery **batch, size_t n
         batch[i]->delivery_id = w->ids[w->ids_used++];
         batch[i]->nstored = 0;
     }
-    build_params(w, batch, n);
+    build_params(w->params, batch, n);
 
     const char *values[NPARAMS];
     int lengths[NPARAMS], formats[NPARAMS];
@@ -442,9 +474,9 @@ static int store_once(struct writer *w, struct ingest_delivery **batch, size_t n
         formats[i] = 1;
     }
     bool in_tx;
-    if ((rc = begin_shared_apps(w, batch, n, &in_tx)) != 0) {
+    if ((rc = begin_shared_apps(w->conn, batch, n, &in_tx)) != 0) {
         if (in_tx)
-            end_transaction(w, "ROLLBACK");
+            end_transaction(w->conn, "ROLLBACK");
         *sqlstate_out = "";
         snprintf(errmsg, errsz, "cannot take the shared-app locks");
         return rc;
@@ -462,7 +494,7 @@ static int store_once(struct writer *w, struct ingest_delivery **batch, size_t n
     }
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         if (in_tx)
-            end_transaction(w, "ROLLBACK");
+            end_transaction(w->conn, "ROLLBACK");
         rc = db_result_rc(w->conn, r);
         static _Thread_local char state[6];
         snprintf(state, sizeof(state), "%s", db_sqlstate(r));
@@ -804,4 +836,57 @@ void db_ingest_free(struct db_ingest *ing)
     pthread_mutex_destroy(&ing->mu);
     free(ing->url);
     free(ing);
+}
+
+int db_ingest_replay(PGconn *c, struct ingest_delivery **batch, size_t n)
+{
+    struct buf params[NPARAMS];
+    for (int i = 0; i < NPARAMS; i++)
+        buf_init(&params[i]);
+    for (size_t i = 0; i < n; i++)
+        batch[i]->nstored = 0;
+    build_params(params, batch, n);
+    const char *values[NPARAMS];
+    int lengths[NPARAMS], formats[NPARAMS];
+    for (int i = 0; i < NPARAMS; i++) {
+        values[i] = params[i].data;
+        lengths[i] = (int)params[i].len;
+        formats[i] = 1;
+    }
+    int rc = HB_EDB;
+    for (int attempt = 0; attempt <= DEADLOCK_RETRIES; attempt++) {
+        bool in_tx;
+        rc = begin_shared_apps(c, batch, n, &in_tx);
+        PGresult *r = NULL;
+        if (rc == 0) {
+            r = PQexecParams(c, REPLAY_SQL, NPARAMS, PARAM_TYPES, values, lengths, formats, 0);
+            if (PQresultStatus(r) == PGRES_TUPLES_OK && in_tx) {
+                PGresult *cr = PQexec(c, "COMMIT");
+                if (PQresultStatus(cr) != PGRES_COMMAND_OK) {
+                    PQclear(r);
+                    r = cr;
+                } else {
+                    PQclear(cr);
+                }
+                in_tx = false;
+            }
+            rc = PQresultStatus(r) == PGRES_TUPLES_OK ? 0 : db_result_rc(c, r);
+        }
+        if (in_tx)
+            end_transaction(c, "ROLLBACK");
+        if (rc == 0)
+            for (int i = 0; i < PQntuples(r); i++) {
+                struct ingest_delivery *d =
+                    find_by_id(batch, n, strtoll(PQgetvalue(r, i, 0), NULL, 10));
+                if (d != NULL)
+                    d->nstored = (size_t)strtoull(PQgetvalue(r, i, 1), NULL, 10);
+            }
+        bool retry = rc != 0 && r != NULL && is_retryable(db_sqlstate(r));
+        PQclear(r);
+        if (!retry)
+            break;
+    }
+    for (int i = 0; i < NPARAMS; i++)
+        buf_dispose(&params[i]);
+    return rc;
 }

@@ -32,6 +32,7 @@
 #ifndef HB_DB_INGEST_H
 #define HB_DB_INGEST_H
 
+#include <libpq-fe.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -105,5 +106,13 @@ struct ingest_delivery *db_ingest_take_completed(struct db_ingest *ing);
  * notify is not called after this returns. */
 void db_ingest_stop(struct db_ingest *ing);
 void db_ingest_free(struct db_ingest *ing); /* stops first if needed */
+
+/* Stores the events of deliveries that are stored already (hubbub replay),
+ * with the routing and dedup of the writers, in one transaction on c (idle,
+ * not in a transaction). Each d carries the stored delivery_id and
+ * received_at_us, batch sorted by delivery_id; a d without reject_reason that
+ * was stored rejected becomes accepted. Sets nstored on each. Synchronous:
+ * never on the event loop. */
+int db_ingest_replay(PGconn *c, struct ingest_delivery **batch, size_t n);
 
 #endif

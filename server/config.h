@@ -26,6 +26,8 @@ struct config {
     int max_items;             /* items in one delivery */
     int64_t app_cache_ttl_ms;
     int64_t db_retry_max_ms;
+    int partition_months_ahead;
+    int64_t partition_upkeep_interval_ms;
     int64_t ingest_statement_timeout_ms;
     int64_t shutdown_timeout_ms;
     enum log_level log_level;

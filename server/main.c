@@ -25,8 +25,10 @@
 #include "db/apps.h"
 #include "db/ingest.h"
 #include "db/migrate.h"
+#include "db/partitions.h"
 #include "db/pool.h"
 #include "db/rekey.h"
+#include "db/retention.h"
 #include "db/tenants.h"
 #include "lib/hb.h"
 #include "lib/log.h"
@@ -36,9 +38,11 @@
 #include "server/config.h"
 #include "server/http.h"
 #include "server/mtls.h"
+#include "server/replay.h"
 #include "server/server.h"
 #include "server/sim.h"
 #include "server/tls.h"
+#include "server/upkeep.h"
 #include "server/uvwrite.h"
 #include "server/webhook.h"
 #include "server/worker.h"
@@ -69,6 +73,11 @@ static const char USAGE[] =
     "  sim send URL --field NAME | --all-fields\n"
     "                              signed deliveries as Meta sends them (`hubbub sim`\n"
     "                              lists the options: retries, load)\n"
+    "  retention --older-than 90d [--dry-run]\n"
+    "                              drop months and delete events past their retention\n"
+    "  replay [--app ID] [--since TIME] [--until TIME] [--status rejected|accepted|all]\n"
+    "         [--delivery ID] [--dry-run]\n"
+    "                              split stored deliveries again and store new events\n"
     "  version\n"
     "\n"
     "Settings come from the environment; see README.md or `hubbub config check`.\n";
@@ -85,6 +94,7 @@ struct serve_state {
     struct server srv;
     uv_async_t ingest_async;
     struct worker_pool *workers; /* NULL with HUBBUB_WORKERS=0 */
+    struct upkeep *upkeep;
     uv_signal_t sigint, sigterm, sighup;
     uv_work_t key_reload;
     bool is_key_reloading, is_key_reload_again;
@@ -329,6 +339,7 @@ static int cmd_serve(const struct config *cfg)
                  cfg->graph_timeout_ms + cfg->graph_connect_timeout_ms);
     if (cfg->workers > 0)
         st.workers = worker_pool_start(cfg, keys);
+    st.upkeep = upkeep_start(cfg);
 
     srv->http = http_new(&loop, cfg->body_limit);
     http_route(srv->http, "/healthz", true, healthz, srv);
@@ -389,6 +400,7 @@ static int cmd_serve(const struct config *cfg)
     if (rc != 0)
         log_error("event loop closed with handles still open", "error=%s", uv_strerror(rc));
 
+    upkeep_stop(st.upkeep, cfg->shutdown_timeout_ms);
     /* A job still running at the deadline keeps its lease until it expires;
      * then another process, or the next start, runs it again. */
     if (st.workers != NULL && worker_pool_stop(st.workers, cfg->shutdown_timeout_ms) != 0) {
@@ -428,6 +440,12 @@ static int cmd_migrate(const struct config *cfg, int argc, char **argv)
                               sizeof(err));
         if (rc == 0)
             printf("schema is current (%zu migrations)\n", db_migrations_embedded_count);
+        int created = 0;
+        if (rc == 0 &&
+            (rc = db_partitions_ensure(c, cfg->partition_months_ahead, 0, &created)) != 0)
+            snprintf(err, sizeof(err), "partition upkeep: %s", PQerrorMessage(c));
+        else if (rc == 0 && created > 0)
+            printf("%d partitions created\n", created);
     } else {
         fputs(USAGE, stderr);
         PQfinish(c);
@@ -439,6 +457,86 @@ static int cmd_migrate(const struct config *cfg, int argc, char **argv)
         return 1;
     }
     return 0;
+}
+
+/* ---- retention, replay ---- */
+
+static int cmd_retention(const struct config *cfg, int argc, char **argv)
+{
+    const char *older = NULL;
+    bool is_dry_run = false, is_bad = false;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--older-than") == 0 && i + 1 < argc)
+            older = argv[++i];
+        else if (strcmp(argv[i], "--dry-run") == 0)
+            is_dry_run = true;
+        else
+            is_bad = true;
+    }
+    char *end = NULL;
+    long days = older != NULL ? strtol(older, &end, 10) : 0;
+    if (is_bad || older == NULL || end == older || (strcmp(end, "d") != 0 && *end != '\0') ||
+        days < 1 || days > 36500) {
+        fputs("usage: hubbub retention --older-than DAYSd [--dry-run]  (e.g. 90d)\n", stderr);
+        return EXIT_USAGE;
+    }
+    PGconn *c = connect_or_die(cfg);
+    char err[1024];
+    struct db_retention_result res;
+    int rc = db_retention_run(c, (int)days, is_dry_run, stdout, &res, err, sizeof(err));
+    PQfinish(c);
+    if (rc != 0) {
+        fprintf(stderr, "hubbub: %s\n", err);
+        return 1;
+    }
+    return 0;
+}
+
+static int cmd_replay(const struct config *cfg, int argc, char **argv)
+{
+    struct replay_options o = {.status = "rejected"};
+    for (int i = 0; i < argc; i++) {
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(argv[i], "--dry-run") == 0) {
+            o.is_dry_run = true;
+            continue;
+        }
+        if (v == NULL)
+            goto usage;
+        if (strcmp(argv[i], "--app") == 0)
+            o.meta_app_id = v;
+        else if (strcmp(argv[i], "--since") == 0)
+            o.since = v;
+        else if (strcmp(argv[i], "--until") == 0)
+            o.until = v;
+        else if (strcmp(argv[i], "--status") == 0)
+            o.status = v;
+        else if (strcmp(argv[i], "--delivery") == 0)
+            o.delivery_id = v;
+        else
+            goto usage;
+        i++;
+    }
+    if (strcmp(o.status, "rejected") != 0 && strcmp(o.status, "accepted") != 0 &&
+        strcmp(o.status, "all") != 0)
+        goto usage;
+    if (o.delivery_id != NULL && strspn(o.delivery_id, "0123456789") != strlen(o.delivery_id))
+        goto usage;
+    PGconn *c = connect_or_die(cfg);
+    char err[1024];
+    struct replay_result res;
+    int rc = replay_run(c, cfg, &o, stdout, &res, err, sizeof(err));
+    PQfinish(c);
+    if (rc != 0) {
+        fprintf(stderr, "hubbub: %s\n", err);
+        return 1;
+    }
+    return 0;
+usage:
+    fputs("usage: hubbub replay [--app META_APP_ID] [--since TIME] [--until TIME]\n"
+          "                     [--status rejected|accepted|all] [--delivery ID] [--dry-run]\n",
+          stderr);
+    return EXIT_USAGE;
 }
 
 /* ---- tenant, app ---- */
@@ -842,6 +940,10 @@ int main(int argc, char **argv)
         rc = cmd_app(&cfg, argc - 2, argv + 2);
     else if (strcmp(cmd, "keys") == 0)
         rc = cmd_keys(&cfg, argc - 2, argv + 2);
+    else if (strcmp(cmd, "retention") == 0)
+        rc = cmd_retention(&cfg, argc - 2, argv + 2);
+    else if (strcmp(cmd, "replay") == 0)
+        rc = cmd_replay(&cfg, argc - 2, argv + 2);
     else {
         fputs(USAGE, stderr);
         rc = EXIT_USAGE;

@@ -137,13 +137,19 @@ static struct ingest_delivery *delivery_from(h2o_req_t *req, const struct app *a
         memcpy(d->body, req->entity.base, req->entity.len);
     d->body_len = req->entity.len;
 
+    webhook_split(d, req->entity.base != NULL ? req->entity.base : "", req->entity.len, cfg);
+    return d;
+}
+
+void webhook_split(struct ingest_delivery *d, const char *body, size_t len,
+                   const struct config *cfg)
+{
     struct payload p;
     const char *why = NULL;
     struct payload_limits lim = {JSON_DEFAULT_MAX_DEPTH, (size_t)cfg->max_items};
-    if (payload_split(req->entity.base != NULL ? req->entity.base : "", req->entity.len, &lim, &p,
-                      &why) != 0) {
+    if (payload_split(body, len, &lim, &p, &why) != 0) {
         d->reject_reason = xstrdup(why != NULL ? why : "not a Meta webhook payload");
-        return d;
+        return;
     }
     /* The payload's strings move into the delivery; no copies. */
     d->object = p.object;
@@ -161,7 +167,6 @@ static struct ingest_delivery *delivery_from(h2o_req_t *req, const struct app *a
         memcpy(e->dedup_key, pe->dedup_key, INGEST_KEY_LEN);
     }
     free(p.events);
-    return d;
 }
 
 static void accept_delivery(struct server *srv, h2o_req_t *req, const struct app *app,

@@ -28,4 +28,10 @@ int webhook_handle(void *ctx, h2o_req_t *req);
  * frees the delivery. Loop thread. */
 void webhook_on_completed(struct server *srv, struct ingest_delivery *d);
 
+/* Splits body[0..len) into d's object and events, or sets d->reject_reason
+ * when it is not a Meta delivery: what ingest does with every delivery, and
+ * hubbub replay with stored ones. Any thread. */
+void webhook_split(struct ingest_delivery *d, const char *body, size_t len,
+                   const struct config *cfg);
+
 #endif
