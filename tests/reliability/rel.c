@@ -246,7 +246,7 @@ static void *load_main(void *arg)
         r->fate = (uint8_t)f;
         if (f == REL_ANSWERED)
             atomic_fetch_add(&l->answered, 1);
-        else if (f == REL_REFUSED)
+        if (f == REL_REFUSED || (f == REL_ANSWERED && status == 503))
             h_sleep_ms(2); /* as a client backs off before trying again */
         free(body);
     }
