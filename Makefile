@@ -120,11 +120,11 @@ test: deps
 
 test-reliability: deps
 	@$(MAKE) --no-print-directory $(BUILD)/hubbub $(REL_BIN) $(BUILD)/tests/integration/t_crash
-	@HUBBUB_REL_FULL=1 ops/run-tests $(BUILD) $(REL_BIN) $(BUILD)/tests/integration/t_crash
+	@HUBBUB_REL_FULL=1 PROVE_FLAGS=-v ops/run-tests $(BUILD) $(REL_BIN) $(BUILD)/tests/integration/t_crash
 
 soak: deps
 	@$(MAKE) --no-print-directory $(BUILD)/hubbub $(BUILD)/tests/soak
-	@ops/run-tests $(BUILD) $(BUILD)/tests/soak
+	@PROVE_FLAGS=-v ops/run-tests $(BUILD) $(BUILD)/tests/soak
 
 asan: deps
 	@$(MAKE) --no-print-directory BUILD=build-asan OPTFLAGS='-O1 -g -fno-omit-frame-pointer' \
