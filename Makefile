@@ -7,6 +7,10 @@
 #   make bench   wrk against hubbub and against a trivial h2o handler, then
 #                the admin API's event queries over 10M events (BENCH_API=0: not),
 #                then 10 000 reply jobs drained by the worker pool (BENCH_JOBS=0: not)
+#   make test-reliability  the reliability suite (tests/reliability/ and the
+#                SIGKILL test) with full bounds; make test runs it with short ones
+#   make soak    HUBBUB_SOAK_SECONDS (600) of deliveries at half the bench rate,
+#                with hubbub's RSS sampled and judged flat or not
 #   make lint    clang-format check and banned functions
 
 BUILD ?= build
@@ -34,10 +38,12 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRC))
 INTEG_SRC := $(wildcard tests/integration/t_*.c)
 INTEG_BIN := $(patsubst tests/integration/%.c,$(BUILD)/tests/integration/%,$(INTEG_SRC))
+REL_SRC := $(wildcard tests/reliability/r_*.c)
+REL_BIN := $(patsubst tests/reliability/%.c,$(BUILD)/tests/reliability/%,$(REL_SRC))
 INTEG_LIB := $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out $(INTEG_SRC),$(wildcard tests/integration/*.c))) \
 	$(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/fake_graph/*.c))
 
-.PHONY: all run test test-bins asan fuzz bench lint clean deps
+.PHONY: all run test test-bins test-reliability soak asan fuzz bench lint clean deps
 .DEFAULT_GOAL := all
 
 all: $(BUILD)/hubbub
@@ -82,13 +88,27 @@ $(BUILD)/tests/integration/%: tests/integration/%.c $(INTEG_LIB) $(BUILD)/libhub
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -DHB_SOURCE_DIR='"$(CURDIR)"' -o $@ $< $(INTEG_LIB) $(BUILD)/libhubbub.a $(LDLIBS_ALL)
 
+# The reliability programs (tests/reliability/): linked like integration
+# tests, with their shared client and load (rel.c).
+$(BUILD)/tests/reliability/%: tests/reliability/%.c $(BUILD)/obj/tests/reliability/rel.o \
+		$(INTEG_LIB) $(BUILD)/libhubbub.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -DHB_SOURCE_DIR='"$(CURDIR)"' -o $@ $< $(BUILD)/obj/tests/reliability/rel.o \
+		$(INTEG_LIB) $(BUILD)/libhubbub.a $(LDLIBS_ALL)
+
+$(BUILD)/tests/soak: tests/reliability/soak.c $(BUILD)/obj/tests/reliability/rel.o \
+		$(INTEG_LIB) $(BUILD)/libhubbub.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -DHB_SOURCE_DIR='"$(CURDIR)"' -o $@ $< $(BUILD)/obj/tests/reliability/rel.o \
+		$(INTEG_LIB) $(BUILD)/libhubbub.a $(LDLIBS_ALL)
+
 # The worker pool's benchmark (tests/bench/run-jobs) is linked like an
 # integration test: the harness and the fake Graph API before libhubbub.a.
 $(BUILD)/tests/bench/jobs: tests/bench/jobs.c $(INTEG_LIB) $(BUILD)/libhubbub.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -DHB_SOURCE_DIR='"$(CURDIR)"' -o $@ $< $(INTEG_LIB) $(BUILD)/libhubbub.a $(LDLIBS_ALL)
 
-test-bins: $(BUILD)/hubbub $(UNIT_BIN) $(INTEG_BIN)
+test-bins: $(BUILD)/hubbub $(UNIT_BIN) $(INTEG_BIN) $(REL_BIN)
 
 run: deps
 	@$(MAKE) --no-print-directory all
@@ -97,6 +117,14 @@ run: deps
 test: deps
 	@$(MAKE) --no-print-directory test-bins
 	@ops/run-tests $(BUILD)
+
+test-reliability: deps
+	@$(MAKE) --no-print-directory $(BUILD)/hubbub $(REL_BIN) $(BUILD)/tests/integration/t_crash
+	@HUBBUB_REL_FULL=1 PROVE_FLAGS=-v ops/run-tests $(BUILD) $(REL_BIN) $(BUILD)/tests/integration/t_crash
+
+soak: deps
+	@$(MAKE) --no-print-directory $(BUILD)/hubbub $(BUILD)/tests/soak
+	@PROVE_FLAGS=-v ops/run-tests $(BUILD) $(BUILD)/tests/soak
 
 asan: deps
 	@$(MAKE) --no-print-directory BUILD=build-asan OPTFLAGS='-O1 -g -fno-omit-frame-pointer' \

@@ -350,6 +350,31 @@ int db_jobs_rescue(PGconn *c, int *rescued)
     return rc;
 }
 
+int db_jobs_release(PGconn *c, int64_t id, int64_t lease_token)
+{
+    char ids[24], token[24];
+    fmt_id(ids, id);
+    fmt_id(token, lease_token);
+    const char *params[] = {ids, token};
+    PGresult *r = PQexecParams(
+        c,
+        "WITH r AS ("
+        " UPDATE jobs SET state = 'queued', run_at = now(), lease_expires_at = NULL,"
+        "  attempts = greatest(attempts - 1, 0),"
+        "  last_error = jsonb_build_object('class', 'released', 'message',"
+        "   'the process running this job shut down before it finished')"
+        " WHERE id = $1::bigint AND lease_token = $2::bigint AND state = 'running' RETURNING 1"
+        ")"
+        " SELECT count(*), CASE WHEN count(*) > 0 THEN pg_notify('" DB_JOBS_CHANNEL
+        "', '') END FROM r",
+        2, NULL, params, NULL, NULL, 0);
+    int rc = check(c, r);
+    if (rc == 0)
+        rc = num(r, 0, 0) > 0 ? 1 : 0;
+    PQclear(r);
+    return rc;
+}
+
 #define FENCE " WHERE id = $1::bigint AND lease_token = $2::bigint AND state = 'running'"
 /* lease_owner stays: it tells who ran the job last. */
 #define RELEASE " lease_expires_at = NULL"

@@ -94,6 +94,13 @@ int db_jobs_claim(PGconn *c, const char *owner, int64_t lease_ms, struct job *ou
  * their number. */
 int db_jobs_rescue(PGconn *c, int *rescued);
 
+/* Puts running job id back in the queue, due at once, if lease_token still
+ * holds its lease: its process is shutting down before the job could
+ * finish. The attempt is given back (the job did not fail) and every
+ * process's workers are woken. 1 when released, 0 when the lease was
+ * already gone. */
+int db_jobs_release(PGconn *c, int64_t id, int64_t lease_token);
+
 /* Outcomes, fenced by the lease token. error_json is a JSON object or NULL.
  * Each returns 1 when the job was updated, 0 when the lease was lost. */
 int db_jobs_succeed(PGconn *c, const struct job *j);

@@ -51,7 +51,10 @@ static const struct config_setting SETTINGS[] = {
     {"HUBBUB_DB_RETRY_MAX", CONFIG_DURATION, "2s", 0, 10, 60 * 1000, F(db_retry_max_ms),
      "longest wait between attempts to reconnect to PostgreSQL"},
     {"HUBBUB_SHUTDOWN_TIMEOUT", CONFIG_DURATION, "10s", 0, 0, 600 * 1000, F(shutdown_timeout_ms),
-     "on SIGINT/SIGTERM, how long to wait for in-flight deliveries before exiting"},
+     "on SIGINT/SIGTERM, how long to finish in-flight deliveries and jobs before exiting"},
+    {"HUBBUB_REQUEST_TIMEOUT", CONFIG_DURATION, "10s", 0, 100, 3600 * 1000, F(request_timeout_ms),
+     "longest a client may take to send one request (header and body), and longest an idle "
+     "keep-alive connection is kept"},
     {"HUBBUB_LOG_LEVEL", CONFIG_LOG_LEVEL, "info", 0, 0, 0, F(log_level),
      "debug, info, warn or error"},
     {"HUBBUB_MASTER_KEY", CONFIG_SECRET, NULL, 0, 0, 0, F(master_key),

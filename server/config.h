@@ -30,6 +30,7 @@ struct config {
     int64_t partition_upkeep_interval_ms;
     int64_t ingest_statement_timeout_ms;
     int64_t shutdown_timeout_ms;
+    int64_t request_timeout_ms; /* to send one request; idle keep-alive */
     enum log_level log_level;
     char *master_key; /* secret */
     char *master_key_file;

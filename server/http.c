@@ -7,10 +7,13 @@
  */
 #include "server/http.h"
 
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "api/json.h"
 #include "lib/buf.h"
@@ -55,6 +58,7 @@ struct http {
     struct listener listeners[HTTP_MAX_LISTENERS];
     size_t nlisteners;
     size_t nconns;
+    struct conn *conns; /* every open connection, for the drain's checks */
     size_t nroutes;
     struct route routes[MAX_ROUTES];
 };
@@ -63,6 +67,8 @@ struct http {
 struct conn {
     uv_tcp_t tcp;
     struct http *http;
+    h2o_socket_t *sock;
+    struct conn *prev, *next;
 };
 
 /* ---- answering ---- */
@@ -84,6 +90,11 @@ void http_send(h2o_req_t *req, int status, const char *reason, const char *conte
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type,
                    strlen(content_type));
     req->res.content_length = len;
+    /* While draining, every HTTP/1.1 answer closes its connection, so that a
+     * client sends its next request to the process that takes over instead
+     * of racing our close of an idle keep-alive connection. */
+    if (req->conn->ctx->shutdown_requested)
+        req->http1_is_persistent = 0;
     h2o_send_inline(req, body, len);
 }
 
@@ -299,13 +310,18 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 
 /* ---- listener and connections ---- */
 
-struct http *http_new(uv_loop_t *loop, size_t body_limit)
+struct http *http_new(uv_loop_t *loop, size_t body_limit, int64_t request_timeout_ms)
 {
     struct http *h = xcalloc(1, sizeof(*h));
     h->loop = loop;
     h2o_config_init(&h->config);
     h->config.server_name = h2o_iovec_init(H2O_STRLIT("hubbub"));
     h->config.max_request_entity_size = body_limit;
+    /* h2o arms this once per request, not per read: a client that trickles
+     * its header or body is cut off when it runs out, however steadily it
+     * sends. It is also how long an idle keep-alive connection is kept. */
+    h->config.http1.req_timeout = (uint64_t)request_timeout_ms;
+    h->config.http2.idle_timeout = (uint64_t)request_timeout_ms;
     h2o_hostconf_t *host =
         h2o_config_register_host(&h->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
@@ -321,6 +337,12 @@ static void on_conn_close(uv_handle_t *handle)
 {
     struct conn *c = (struct conn *)handle;
     c->http->nconns--;
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        c->http->conns = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
     free(c);
 }
 
@@ -329,23 +351,74 @@ static void on_reject_close(uv_handle_t *handle)
     free(handle);
 }
 
+/* Hands an accepted connection (c->tcp set up) to h2o. */
+static void conn_start(struct listener *l, struct conn *c)
+{
+    struct http *h = l->http;
+    uv_tcp_nodelay(&c->tcp, 1);
+    h->nconns++;
+    c->prev = NULL;
+    c->next = h->conns;
+    if (h->conns != NULL)
+        h->conns->prev = c;
+    h->conns = c;
+    c->sock = h2o_uv_socket_create((uv_stream_t *)&c->tcp, on_conn_close);
+    h2o_accept(&l->accept_ctx, c->sock);
+}
+
 static void on_accept(uv_stream_t *stream, int status)
 {
     struct listener *l = stream->data;
-    struct http *h = l->http;
     if (status != 0)
         return;
-    struct conn *c = xmalloc(sizeof(*c));
-    c->http = h;
+    struct conn *c = xcalloc(1, sizeof(*c));
+    c->http = l->http;
     uv_tcp_init(stream->loop, &c->tcp);
     if (uv_accept(stream, (uv_stream_t *)&c->tcp) != 0) {
         uv_close((uv_handle_t *)&c->tcp, on_reject_close);
         return;
     }
-    uv_tcp_nodelay(&c->tcp, 1);
-    h->nconns++;
-    h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)&c->tcp, on_conn_close);
-    h2o_accept(&l->accept_ctx, sock);
+    conn_start(l, c);
+}
+
+/* Accepts every connection the kernel has already completed for l. Closing
+ * a listener resets the connections still in its backlog, whose clients
+ * have connected and may have sent their request: they are taken and
+ * answered instead. */
+static void accept_backlog(struct listener *l)
+{
+    uv_os_fd_t lfd;
+    if (uv_fileno((uv_handle_t *)&l->tcp, &lfd) != 0)
+        return;
+    for (;;) {
+        int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            return; /* EAGAIN: the backlog is empty (or EMFILE: nothing more to take) */
+        }
+        struct conn *c = xcalloc(1, sizeof(*c));
+        c->http = l->http;
+        uv_tcp_init(l->http->loop, &c->tcp);
+        if (uv_tcp_open(&c->tcp, fd) != 0) {
+            close(fd);
+            uv_close((uv_handle_t *)&c->tcp, on_reject_close);
+            continue;
+        }
+        conn_start(l, c);
+    }
+}
+
+/* SO_REUSEPORT: a new hubbub can listen on the port while the old one still
+ * drains, so a restart refuses no connection (the kernel spreads new ones
+ * over both until the old one closes its listener). */
+static int reuse_port(uv_tcp_t *tcp)
+{
+    uv_os_fd_t fd;
+    int one = 1, rc = uv_fileno((uv_handle_t *)tcp, &fd);
+    if (rc == 0 && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0)
+        rc = uv_translate_sys_error(errno);
+    return rc;
 }
 
 int http_listen(struct http *h, const char *listen, SSL_CTX *ssl, bool client_verified, char *err,
@@ -378,11 +451,12 @@ int http_listen(struct http *h, const char *listen, SSL_CTX *ssl, bool client_ve
         SSL_CTX_up_ref(ssl);
         l->accept_ctx.ssl_ctx = ssl;
     }
-    uv_tcp_init(h->loop, &l->tcp);
+    uv_tcp_init_ex(h->loop, &l->tcp, addr.ss_family);
     l->tcp.data = l;
     l->open = true;
     int namelen = sizeof(l->bound);
-    if ((rc = uv_tcp_bind(&l->tcp, (struct sockaddr *)&addr, 0)) != 0 ||
+    if ((rc = reuse_port(&l->tcp)) != 0 ||
+        (rc = uv_tcp_bind(&l->tcp, (struct sockaddr *)&addr, 0)) != 0 ||
         (rc = uv_listen((uv_stream_t *)&l->tcp, 1024, on_accept)) != 0 ||
         (rc = uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&l->bound, &namelen)) != 0) {
         snprintf(err, errsz, "cannot listen on %s: %s", listen, uv_strerror(rc));
@@ -434,8 +508,12 @@ bool http_client_verified(const struct http *h, h2o_req_t *req)
 
 void http_stop_accepting(struct http *h)
 {
+    /* Flag the context first: what is taken from the backlog below is then
+     * answered with Connection: close. */
+    h->ctx.shutdown_requested = 1;
     for (size_t i = 0; i < h->nlisteners; i++) {
         if (h->listeners[i].open) {
+            accept_backlog(&h->listeners[i]);
             uv_close((uv_handle_t *)&h->listeners[i].tcp, NULL);
             h->listeners[i].open = false;
         }
@@ -452,6 +530,14 @@ void http_close_idle(struct http *h)
     h->ctx.http2.idle_timeout.timeout = 0;
     h2o_timeout_run(h->loop, &h->ctx.http1.req_timeout, now);
     h2o_timeout_run(h->loop, &h->ctx.http2.idle_timeout, now);
+}
+
+bool http_has_partial_request(const struct http *h)
+{
+    for (const struct conn *c = h->conns; c != NULL; c = c->next)
+        if (c->sock != NULL && c->sock->input != NULL && c->sock->input->size > 0)
+            return true;
+    return false;
 }
 
 size_t http_connection_count(const struct http *h)

@@ -25,7 +25,9 @@ struct http;
 
 typedef int (*http_handler_fn)(void *ctx, h2o_req_t *req);
 
-struct http *http_new(uv_loop_t *loop, size_t body_limit);
+/* request_timeout_ms bounds the time a client may take to send one request
+ * (header and body) and the time a keep-alive connection may stay idle. */
+struct http *http_new(uv_loop_t *loop, size_t body_limit, int64_t request_timeout_ms);
 void http_free(struct http *h);
 
 /* Routes requests whose path starts with prefix ("/webhooks/") or equals it
@@ -47,9 +49,15 @@ void http_replace_ssl(struct http *h, int listener, SSL_CTX *ssl);
  * handshake verified (a listener made with client_verified). */
 bool http_client_verified(const struct http *h, h2o_req_t *req);
 
-/* Graceful shutdown, step 1: stop accepting and turn keep-alive off. */
+/* Graceful shutdown, step 1: take the connections already in the listeners'
+ * backlogs, stop accepting, and turn keep-alive off (every answer from now
+ * on says Connection: close). */
 void http_stop_accepting(struct http *h);
-/* Step 2, once no request is waiting on work: close idle connections. */
+/* Whether some connection holds part of a request not yet handed to a
+ * handler: closing it now would drop a request its client has sent. */
+bool http_has_partial_request(const struct http *h);
+/* Step 2, once no request is waiting on work and none is partly read:
+ * close idle connections. */
 void http_close_idle(struct http *h);
 size_t http_connection_count(const struct http *h);
 

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <termios.h>
 #include <unistd.h>
 #include <curl/curl.h>
@@ -49,6 +50,14 @@
 
 #define EXIT_USAGE 2
 #define SECRET_MAX 512
+/* During the drain, idle keep-alive connections are kept this long (at most
+ * half the drain time), so that a client that got its last answer just
+ * before the signal sends its next request to us, and gets an answer that
+ * closes the connection, instead of racing our close. */
+#define IDLE_GRACE_MS 250
+/* Below this many descriptors, hubbub says at start how few connections it
+ * can hold. */
+#define NOFILE_WANTED 16384
 
 static const char USAGE[] =
     "usage: hubbub [command]\n"
@@ -130,8 +139,13 @@ static void on_drain_tick(uv_timer_t *t)
                   "waiting=%zu connections=%zu", srv->inflight, http_connection_count(srv->http));
         exit(1);
     }
-    if (st->phase == 1 && srv->inflight == 0 && appcache_pending(srv->apps) == 0) {
-        /* Everything read has been answered; the writers have nothing left. */
+    uint64_t half = (uint64_t)srv->cfg->shutdown_timeout_ms / 2;
+    uint64_t grace = IDLE_GRACE_MS < half ? IDLE_GRACE_MS : half;
+    if (st->phase == 1 && srv->inflight == 0 && appcache_pending(srv->apps) == 0 &&
+        elapsed >= grace && (!http_has_partial_request(srv->http) || elapsed >= half)) {
+        /* Everything read has been answered; the writers have nothing left;
+         * no client is half-way through sending a request (or it has had
+         * half the drain time to finish). */
         db_ingest_stop(srv->ingest);
         on_ingest_async(&st->ingest_async);
         http_close_idle(srv->http);
@@ -277,6 +291,26 @@ static void load_keys_or_die(const struct config *cfg, struct secretbox *keys)
         die(why, NULL);
 }
 
+/* Every connection costs a descriptor: take all the kernel allows. */
+static void raise_nofile_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t want = rl.rlim_max;
+        rl.rlim_cur = want;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < NOFILE_WANTED)
+        log_warn("the open-file limit is low: hubbub can hold only about this many connections; "
+                 "raise it (ulimit -n, LimitNOFILE=)",
+                 "nofile=%llu", (unsigned long long)rl.rlim_cur);
+    else
+        log_debug("open-file limit", "nofile=%llu", (unsigned long long)rl.rlim_cur);
+}
+
 static int cmd_serve(const struct config *cfg)
 {
     const char *kwhy;
@@ -291,6 +325,7 @@ static int cmd_serve(const struct config *cfg)
         die("the database schema is not current", err);
     PQfinish(c);
 
+    raise_nofile_limit();
     uvwrite_fix_install();
     /* The lookups run on libuv's pool; give it a thread per connection. */
     char nthreads[16];
@@ -341,7 +376,7 @@ static int cmd_serve(const struct config *cfg)
         st.workers = worker_pool_start(cfg, keys);
     st.upkeep = upkeep_start(cfg);
 
-    srv->http = http_new(&loop, cfg->body_limit);
+    srv->http = http_new(&loop, cfg->body_limit, cfg->request_timeout_ms);
     http_route(srv->http, "/healthz", true, healthz, srv);
     http_route(srv->http, WEBHOOK_PREFIX, false, webhook_handle, srv);
     http_route(srv->http, ADMIN_PREFIX, false, admin_handle, srv);
@@ -400,10 +435,15 @@ static int cmd_serve(const struct config *cfg)
     if (rc != 0)
         log_error("event loop closed with handles still open", "error=%s", uv_strerror(rc));
 
-    upkeep_stop(st.upkeep, cfg->shutdown_timeout_ms);
-    /* A job still running at the deadline keeps its lease until it expires;
-     * then another process, or the next start, runs it again. */
-    if (st.workers != NULL && worker_pool_stop(st.workers, cfg->shutdown_timeout_ms) != 0) {
+    /* Partition upkeep and running jobs share the drain time; a job still
+     * running at the deadline is put back in the queue for another process,
+     * or the next start. */
+    uv_update_time(&loop);
+    int64_t left = cfg->shutdown_timeout_ms - (int64_t)(uv_now(&loop) - st.drain_started);
+    upkeep_stop(st.upkeep, left > 0 ? left : 0);
+    uv_update_time(&loop);
+    left = cfg->shutdown_timeout_ms - (int64_t)(uv_now(&loop) - st.drain_started);
+    if (st.workers != NULL && worker_pool_stop(st.workers, left > 0 ? left : 0) != 0) {
         /* A worker is still inside a Graph API call: leave libcurl and the
          * keys alone under it, and exit. */
         log_info("stopped", "%s", "");

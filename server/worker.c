@@ -34,6 +34,7 @@ struct worker {
     struct worker_pool *pool;
     uv_thread_t thread;
     int index;
+    int64_t job_id, job_token; /* the job it runs (0: none); under the pool's mu */
 };
 
 struct worker_pool {
@@ -168,6 +169,8 @@ static void worker_main(void *arg)
         if (rc == 1) {
             uv_mutex_lock(&p->mu);
             p->running++;
+            w->job_id = j.id;
+            w->job_token = j.lease_token;
             uv_mutex_unlock(&p->mu);
             wake(p, false); /* there may be more: pass it on */
             log_debug("job claimed", "job=%" PRId64 " kind=%s attempt=%d", j.id, j.kind,
@@ -176,6 +179,7 @@ static void worker_main(void *arg)
             db_job_dispose(&j);
             uv_mutex_lock(&p->mu);
             p->running--;
+            w->job_id = 0;
             uv_cond_broadcast(&p->cond);
             uv_mutex_unlock(&p->mu);
             continue;
@@ -342,6 +346,25 @@ struct worker_pool *worker_pool_start(const struct config *cfg, struct keyring *
     return p;
 }
 
+static void release_jobs(struct worker_pool *p, const int64_t *ids, const int64_t *tokens, int n)
+{
+    if (n == 0)
+        return;
+    char err[256];
+    int released = 0;
+    PGconn *c = db_connect(p->cfg->database_url, err, sizeof(err));
+    for (int i = 0; c != NULL && i < n; i++)
+        if (db_jobs_release(c, ids[i], tokens[i]) == 1)
+            released++;
+    if (c == NULL)
+        log_warn("jobs still running at shutdown; cannot release them, their leases will expire",
+                 "running=%d error=\"%s\"", n, err);
+    else
+        log_warn("jobs still running at shutdown were put back in the queue",
+                 "running=%d released=%d", n, released);
+    PQfinish(c);
+}
+
 void worker_pool_quiesce(struct worker_pool *p)
 {
     uv_mutex_lock(&p->mu);
@@ -367,13 +390,28 @@ int worker_pool_stop(struct worker_pool *p, int64_t timeout_ms)
         uv_cond_timedwait(&p->cond, &p->mu, (deadline - now) * 1000000);
     }
     int running = p->running, alive = p->alive;
+    int64_t *ids = xcalloc((size_t)p->nworkers, sizeof(*ids));
+    int64_t *tokens = xcalloc((size_t)p->nworkers, sizeof(*tokens));
+    int n = 0;
+    for (int i = 0; i < p->nworkers && n < running; i++) {
+        if (p->workers[i].job_id != 0) {
+            ids[n] = p->workers[i].job_id;
+            tokens[n++] = p->workers[i].job_token;
+        }
+    }
     uv_mutex_unlock(&p->mu);
     if (alive > 0) {
-        /* A job is stuck in a call: leave it to its lease; the process is
-         * exiting, so the pool is not freed under the thread. */
-        log_warn("jobs still running at shutdown; their leases will expire", "running=%d", running);
+        /* A job is stuck in a call: put it back in the queue, so that another
+         * process runs it now rather than when its lease expires. The lease
+         * token fences out whatever the call here still records. The process
+         * is exiting, so the pool is not freed under the thread. */
+        release_jobs(p, ids, tokens, n);
+        free(ids);
+        free(tokens);
         return running > 0 ? running : 1;
     }
+    free(ids);
+    free(tokens);
     for (int i = 0; i < p->nworkers; i++)
         uv_thread_join(&p->workers[i].thread);
     uv_thread_join(&p->dispatcher);

@@ -32,8 +32,9 @@ struct worker_pool *worker_pool_start(const struct config *cfg, struct keyring *
 void worker_pool_quiesce(struct worker_pool *p);
 
 /* Waits up to timeout_ms for running jobs to finish, then frees the pool.
- * Returns the number of jobs still running at the deadline: their leases
- * expire and another process (or the next start) runs them again. */
+ * Returns the number of jobs still running at the deadline: they are put
+ * back in the queue (db_jobs_release()), due at once, for another process
+ * or the next start; if the database cannot be reached, their leases expire. */
 int worker_pool_stop(struct worker_pool *p, int64_t timeout_ms);
 
 #endif

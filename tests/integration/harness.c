@@ -531,9 +531,14 @@ char *h_comment_delivery(int n, size_t *len)
 
 void h_server_start(struct h_server *s, struct h_db *db, const char *const *env)
 {
+    h_server_start_on(s, db, env, h_free_port());
+}
+
+void h_server_start_on(struct h_server *s, struct h_db *db, const char *const *env, int port)
+{
     static int seq;
     memset(s, 0, sizeof(*s));
-    s->port = h_free_port();
+    s->port = port;
     snprintf(s->base, sizeof(s->base), "http://127.0.0.1:%d", s->port);
     snprintf(s->log_path, sizeof(s->log_path), "/tmp/hubbub-test-%d-%d.log", (int)getpid(), seq++);
     server_logs = seq;

@@ -82,6 +82,9 @@ struct h_server {
  * waits until /healthz answers. Bails out if it does not come up. A server
  * still running when the test exits is killed. */
 void h_server_start(struct h_server *s, struct h_db *db, const char *const *env);
+/* The same on the given port (another hubbub may still be listening there:
+ * hubbub listens with SO_REUSEPORT, and /healthz may be answered by either). */
+void h_server_start_on(struct h_server *s, struct h_db *db, const char *const *env, int port);
 /* A signed-able comments delivery, distinct for each n: its comment id is
  * "C<n>" (payload->'value'->>'id'). Caller frees. */
 char *h_comment_delivery(int n, size_t *len);

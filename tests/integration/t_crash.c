@@ -2,9 +2,9 @@
  * t_crash.c - SIGKILL under load loses nothing that was acknowledged.
  *
  * 16 keep-alive clients (libcurl multi) send 2 000 distinct signed
- * deliveries; hubbub is killed with SIGKILL once about 600 answers have
- * arrived. After a restart on the same database, every delivery that got 200
- * must be in events. Then all 2 000 are sent again, as Meta retries whatever
+ * deliveries (64 and 20 000 under make test-reliability); hubbub is killed
+ * with SIGKILL once 30 % of the answers have arrived. After a restart on the same database, every
+ * delivery that got 200 must be in events. Then all 2 000 are sent again, as Meta retries whatever
  * failed: every one gets 200, the table holds exactly 2 000 events, and the
  * answers report as duplicates exactly the deliveries that were already
  * stored.
@@ -21,9 +21,18 @@
 
 #define APP_ID "17841400000000123"
 #define SECRET "crash-secret-0123456789abcdef"
-#define NDELIVERIES 2000
-#define PARALLEL 16
-#define KILL_AFTER 600
+/* Bounds: HUBBUB_REL_CRASH_DELIVERIES, HUBBUB_REL_CRASH_CLIENTS (make
+ * test-reliability sets HUBBUB_REL_FULL=1 for the larger ones). The kill
+ * comes after 30 % of the answers. */
+static int n_deliveries = 2000, n_parallel = 16, kill_after = 600;
+
+static int bound(const char *name, int def, int full)
+{
+    const char *v = getenv(name), *f = getenv("HUBBUB_REL_FULL");
+    if (v != NULL && v[0] != '\0')
+        return atoi(v);
+    return f != NULL && strcmp(f, "1") == 0 ? full : def;
+}
 
 /* One delivery and what became of its last attempt. */
 struct post {
@@ -179,7 +188,7 @@ static bool kill_partway(void *arg, struct post *p)
     struct killer *k = arg;
     if (p->status != 0)
         k->answered++;
-    if (!k->killed && k->answered >= KILL_AFTER) {
+    if (!k->killed && k->answered >= kill_after) {
         kill(k->s->pid, SIGKILL);
         k->killed = true;
     }
@@ -191,6 +200,9 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     tap_plan(13);
+    n_deliveries = bound("HUBBUB_REL_CRASH_DELIVERIES", 2000, 20000);
+    n_parallel = bound("HUBBUB_REL_CRASH_CLIENTS", 16, 64);
+    kill_after = n_deliveries * 3 / 10;
 
     struct h_db db;
     struct h_server s;
@@ -199,8 +211,8 @@ int main(void)
     const char *env[] = {"HUBBUB_LOG_LEVEL=info", "HUBBUB_INGEST_WRITERS=2", NULL};
     h_server_start(&s, &db, env);
 
-    struct post *posts = calloc(NDELIVERIES, sizeof(*posts));
-    for (int i = 0; i < NDELIVERIES; i++) {
+    struct post *posts = calloc((size_t)n_deliveries, sizeof(*posts));
+    for (int i = 0; i < n_deliveries; i++) {
         char sig[72];
         posts[i].n = i;
         posts[i].body = h_comment_delivery(i, &posts[i].len);
@@ -213,13 +225,15 @@ int main(void)
     snprintf(url, sizeof(url), "%s/webhooks/%s", s.base, APP_ID);
     struct killer k = {&s, 0, false};
     int64_t t0 = h_now_ms();
-    send_posts(url, posts, NDELIVERIES, PARALLEL, kill_partway, &k);
+    send_posts(url, posts, n_deliveries, n_parallel, kill_partway, &k);
     int64_t t_round1 = h_now_ms() - t0;
     int status = h_server_stop(&s, SIGKILL);
+    tap_diag("round 1: %d deliveries from %d clients, SIGKILL after %d answers, %lld ms in all",
+             n_deliveries, n_parallel, k.answered, (long long)t_round1);
 
     int n200 = 0, ntransport = 0, nother = 0, nunsent = 0;
-    bool *acked = calloc(NDELIVERIES, sizeof(*acked));
-    for (int i = 0; i < NDELIVERIES; i++) {
+    bool *acked = calloc((size_t)n_deliveries, sizeof(*acked));
+    for (int i = 0; i < n_deliveries; i++) {
         if (posts[i].status == 200) {
             n200++;
             acked[i] = true;
@@ -235,24 +249,24 @@ int main(void)
     tap_diag("round 1 (%lld ms): %d got 200, %d failed at the transport level, %d other "
              "statuses, %d never sent",
              (long long)t_round1, n200, ntransport, nother, nunsent);
-    for (int i = 0, shown = 0; i < NDELIVERIES && shown < 3; i++) {
+    for (int i = 0, shown = 0; i < n_deliveries && shown < 3; i++) {
         if (posts[i].status == 0) {
             tap_diag("transport error example: delivery %d: %s", i, posts[i].error);
             shown++;
         }
     }
-    tap_ok(k.killed && n200 >= KILL_AFTER, "about %d deliveries were acknowledged before the kill",
-           KILL_AFTER);
+    tap_ok(k.killed && n200 >= kill_after, "about %d deliveries were acknowledged before the kill",
+           kill_after);
     tap_is_int(nother, 0, "before the kill, every answer was 200");
     tap_is_int(status, 128 + SIGKILL, "hubbub died of the SIGKILL (it had not exited before)");
 
     /* ---- restart on the same database ---- */
     h_server_start(&s, &db, env);
-    bool *seen = calloc(NDELIVERIES, sizeof(*seen));
+    bool *seen = calloc((size_t)n_deliveries, sizeof(*seen));
     int dups, alien;
-    int rows = stored_ids(&db, seen, NDELIVERIES, &dups, &alien);
+    int rows = stored_ids(&db, seen, n_deliveries, &dups, &alien);
     int lost = 0, unacked_stored = 0, stored_unsent = 0;
-    for (int i = 0; i < NDELIVERIES; i++) {
+    for (int i = 0; i < n_deliveries; i++) {
         if (acked[i] && !seen[i]) {
             if (lost++ < 10)
                 tap_diag("acknowledged but not stored: delivery %d (C%d), answer %.200s", i, i,
@@ -276,10 +290,10 @@ int main(void)
     bool *stored_before = seen;
     snprintf(url, sizeof(url), "%s/webhooks/%s", s.base, APP_ID);
     t0 = h_now_ms();
-    send_posts(url, posts, NDELIVERIES, PARALLEL, NULL, NULL);
+    send_posts(url, posts, n_deliveries, n_parallel, NULL, NULL);
     int64_t t_round2 = h_now_ms() - t0;
     int ok200 = 0, failed = 0, wrong_dup = 0;
-    for (int i = 0; i < NDELIVERIES; i++) {
+    for (int i = 0; i < n_deliveries; i++) {
         if (posts[i].status == 200)
             ok200++;
         else if (failed++ < 5)
@@ -292,29 +306,29 @@ int main(void)
                          stored_before[i] ? "yes" : "no", posts[i].resp);
         }
     }
-    tap_diag("round 2: %d deliveries resent in %lld ms", NDELIVERIES, (long long)t_round2);
-    tap_is_int(ok200, NDELIVERIES, "after the restart, all %d resent deliveries get 200",
-               NDELIVERIES);
+    tap_diag("round 2: %d deliveries resent in %lld ms", n_deliveries, (long long)t_round2);
+    tap_is_int(ok200, n_deliveries, "after the restart, all %d resent deliveries get 200",
+               n_deliveries);
     tap_is_int(wrong_dup, 0,
                "a resent delivery is reported as a duplicate exactly when it was already stored");
 
-    bool *seen2 = calloc(NDELIVERIES, sizeof(*seen2));
-    rows = stored_ids(&db, seen2, NDELIVERIES, &dups, &alien);
+    bool *seen2 = calloc((size_t)n_deliveries, sizeof(*seen2));
+    rows = stored_ids(&db, seen2, n_deliveries, &dups, &alien);
     int missing = 0;
-    for (int i = 0; i < NDELIVERIES; i++)
+    for (int i = 0; i < n_deliveries; i++)
         if (!seen2[i])
             missing++;
-    tap_is_int(rows, NDELIVERIES, "there are exactly %d events", NDELIVERIES);
+    tap_is_int(rows, n_deliveries, "there are exactly %d events", n_deliveries);
     tap_is_int(missing, 0, "every delivery has its event");
     tap_is_int(dups, 0, "dedup: the events stored before the resend were not duplicated");
     tap_is_int(h_db_int(&db, "SELECT count(*) FROM deliveries WHERE status <> 'accepted'"), 0,
                "no delivery was stored as rejected");
     tap_diag("deliveries rows: %lld (%d from the first round, %d from the resend)",
-             h_db_int(&db, "SELECT count(*) FROM deliveries"), stored_before_resend, NDELIVERIES);
+             h_db_int(&db, "SELECT count(*) FROM deliveries"), stored_before_resend, n_deliveries);
 
     tap_is_int(h_server_stop(&s, SIGTERM), 0, "the restarted hubbub stops cleanly on SIGTERM");
 
-    for (int i = 0; i < NDELIVERIES; i++)
+    for (int i = 0; i < n_deliveries; i++)
         free(posts[i].body);
     free(posts);
     free(acked);

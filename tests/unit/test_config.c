@@ -93,6 +93,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg.body_limit, 4 * 1024 * 1024);
     assert_int_equal(cfg.db_pool_size, 4);
     assert_int_equal(cfg.app_cache_ttl_ms, 5000);
+    assert_int_equal(cfg.request_timeout_ms, 10000);
     assert_int_equal(cfg.log_level, HB_LOG_INFO);
     assert_null(cfg.master_key);
     config_dispose(&cfg);
