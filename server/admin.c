@@ -110,6 +110,29 @@ static void send_unauthorized(h2o_req_t *req, const char *message)
     http_send_error(req, 401, "unauthorized", message);
 }
 
+bool admin_require_operator(struct server *srv, h2o_req_t *req)
+{
+    uint8_t address[RATELIMIT_KEY_LEN];
+    address_key(req, address);
+    int64_t blocked_ms = ratelimit_peek(srv->auth_failures, address, uv_now(srv->loop));
+    if (blocked_ms > 0) {
+        char s[24];
+        snprintf(s, sizeof(s), "%" PRId64, (blocked_ms + 999) / 1000);
+        http_add_header(req, "retry-after", s);
+        http_send_error(req, 429, "rate_limited",
+                        "too many failed authentications from this address; slow down");
+        return false;
+    }
+    const h2o_iovec_t *auth = http_header(req, "authorization");
+    if (auth == NULL || auth->len < 7 || strncasecmp(auth->base, "Bearer ", 7) != 0 ||
+        !is_operator_token(srv, auth->base + 7, auth->len - 7)) {
+        ratelimit_take(srv->auth_failures, address, uv_now(srv->loop));
+        send_unauthorized(req, "send Authorization: Bearer <operator token>");
+        return false;
+    }
+    return true;
+}
+
 /* ---- on a worker thread ---- */
 
 static void run_job(uv_work_t *w)

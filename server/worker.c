@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +53,8 @@ struct worker_pool {
     struct worker *workers;
     uv_thread_t dispatcher;
     int stop_pipe[2]; /* wakes the dispatcher's poll(2) */
+    struct stats *stats;
+    atomic_int connections; /* workers holding a database connection */
 };
 
 static uint64_t now_ms(void)
@@ -143,10 +146,12 @@ static void worker_main(void *arg)
         .graph = graph_client_new(&go),
         .cfg = p->cfg,
         .keys = p->keys,
+        .stats = p->stats,
         .rng = (uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)w->index) | 1,
     };
     int64_t backoff = 100;
     struct log_throttle db_log = {0, 0};
+    bool counted = false; /* env.conn is in p->connections */
     while (!quiescing(p)) {
         uint64_t gen = generation(p);
         if (env.conn == NULL && (env.conn = connect_db(p, who, &db_log)) != NULL &&
@@ -154,6 +159,9 @@ static void worker_main(void *arg)
              db_messages_prepare(env.conn) != 0)) {
             PQfinish(env.conn);
             env.conn = NULL;
+        } else if (env.conn != NULL && !counted) {
+            atomic_fetch_add(&p->connections, 1);
+            counted = true;
         }
         if (env.conn == NULL) {
             sleep_unless_woken(p, false, 0, backoff);
@@ -191,11 +199,15 @@ static void worker_main(void *arg)
                          who, hb_strerror(rc), held);
             PQfinish(env.conn);
             env.conn = NULL;
+            atomic_fetch_sub(&p->connections, 1);
+            counted = false;
             wait = backoff;
         }
         sleep_unless_woken(p, !is_lost, gen, wait);
     }
     PQfinish(env.conn);
+    if (counted)
+        atomic_fetch_sub(&p->connections, 1);
     graph_client_free(env.graph);
     uv_mutex_lock(&p->mu);
     p->alive--;
@@ -315,11 +327,14 @@ static void dispatcher_main(void *arg)
     uv_mutex_unlock(&p->mu);
 }
 
-struct worker_pool *worker_pool_start(const struct config *cfg, const struct secretbox *keys)
+struct worker_pool *worker_pool_start(const struct config *cfg, const struct secretbox *keys,
+                                      struct stats *stats)
 {
     struct worker_pool *p = xcalloc(1, sizeof(*p));
     p->cfg = cfg;
     p->keys = keys;
+    p->stats = stats;
+    atomic_init(&p->connections, 0);
     char host[64] = "localhost";
     gethostname(host, sizeof(host) - 1);
     snprintf(p->owner, sizeof(p->owner), "%s:%d", host, (int)getpid());
@@ -340,6 +355,11 @@ struct worker_pool *worker_pool_start(const struct config *cfg, const struct sec
         abort();
     log_info("job workers started", "workers=%d owner=%s", p->nworkers, p->owner);
     return p;
+}
+
+int worker_pool_connections(struct worker_pool *p)
+{
+    return atomic_load(&p->connections);
 }
 
 void worker_pool_quiesce(struct worker_pool *p)
