@@ -224,7 +224,9 @@ static int connect_writer(struct writer *w)
     char err[512];
     w->conn = db_connect(w->ing->url, err, sizeof(err));
     if (w->conn == NULL) {
-        log_warn("ingest writer cannot connect", "writer=%d error=\"%.200s\"", w->index, err);
+        char q[256];
+        log_warn("ingest writer cannot connect", "writer=%d error=%s", w->index,
+                 log_quote(q, sizeof(q), err, strlen(err)));
         return HB_EUNAVAILABLE;
     }
     atomic_fetch_add(&w->ing->connected, 1);
@@ -242,9 +244,12 @@ static int connect_writer(struct writer *w)
     }
     PGresult *r = PQprepare(w->conn, "ingest", INGEST_SQL, NPARAMS, NULL);
     int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : db_result_rc(w->conn, r);
-    if (rc != 0)
-        log_error("ingest writer cannot prepare", "writer=%d error=\"%.200s\"", w->index,
-                  PQresultErrorMessage(r));
+    if (rc != 0) {
+        const char *m = PQresultErrorMessage(r);
+        char q[256];
+        log_error("ingest writer cannot prepare", "writer=%d error=%s", w->index,
+                  log_quote(q, sizeof(q), m, strlen(m)));
+    }
     PQclear(r);
     if (rc != 0) {
         disconnect_writer(w);
@@ -470,7 +475,10 @@ static int store_once(struct writer *w, struct ingest_delivery **batch, size_t n
         static _Thread_local char state[6];
         snprintf(state, sizeof(state), "%s", db_sqlstate(r));
         *sqlstate_out = state;
-        snprintf(errmsg, errsz, "%s", PQresultErrorMessage(r));
+        /* The primary message only: DETAIL and CONTEXT may quote the
+         * payload (a JSON parse error shows the text around the fault). */
+        const char *primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+        snprintf(errmsg, errsz, "%s", primary != NULL ? primary : PQerrorMessage(w->conn));
         size_t len = strlen(errmsg);
         while (len > 0 && errmsg[len - 1] == '\n')
             errmsg[--len] = '\0';
@@ -539,13 +547,16 @@ static int store_batch(struct writer *w, struct ingest_delivery **batch, size_t 
     struct ingest_delivery *d = batch[0];
     if (d->reject_reason != NULL) {
         /* Even the raw row was refused: nothing more we can do here. */
-        log_error("ingest cannot store delivery", "app_id=%lld sqlstate=%s error=\"%.200s\"",
-                  (long long)d->app_id, state, errmsg);
+        char q[256];
+        log_error("ingest cannot store delivery", "app_id=%lld sqlstate=%s error=%s",
+                  (long long)d->app_id, state, log_quote(q, sizeof(q), errmsg, strlen(errmsg)));
         d->rc = HB_EDB;
         return 0;
     }
+    char q[256];
     log_error("ingest refused items; storing delivery raw as rejected",
-              "app_id=%lld sqlstate=%s error=\"%.200s\"", (long long)d->app_id, state, errmsg);
+              "app_id=%lld sqlstate=%s error=%s", (long long)d->app_id, state,
+              log_quote(q, sizeof(q), errmsg, strlen(errmsg)));
     char reason[128];
     snprintf(reason, sizeof(reason), "the database refused its items (SQLSTATE %s)", state);
     reject(d, reason);

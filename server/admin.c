@@ -166,11 +166,10 @@ static void finish_job(uv_work_t *w, int status)
     if (call->status == 401)
         ratelimit_take(srv->auth_failures, job->address, uv_now(srv->loop));
 
-    char tenant[24] = "operator";
-    if (!call->caller.is_operator)
-        snprintf(tenant, sizeof(tenant), "%" PRId64, call->caller.tenant_id);
-    log_info("admin request", "method=%s route=%s status=%d tenant=%s ms=%" PRIu64,
-             job->route->method, job->route->pattern, call->status, tenant,
+    char ctx[128];
+    api_log_context(call, ctx, sizeof(ctx));
+    log_info("admin request", "%s method=%s route=%s status=%d ms=%" PRIu64, ctx,
+             job->route->method, job->route->pattern, call->status,
              uv_now(srv->loop) - job->started_ms);
 
     /* A changed secret or a deleted app must not be used a moment longer here. */
@@ -330,6 +329,7 @@ int admin_handle(void *ctx, h2o_req_t *req)
     call->caller.is_operator = is_operator;
     call->caller.tenant_id = -1;
     call->caller.key_id = -1;
+    snprintf(call->request_id, sizeof(call->request_id), "%s", http_request_id(req));
     memcpy(call->token, token, token_len);
     call->token_len = token_len;
     copy_idempotency_key(req, call);

@@ -232,7 +232,9 @@ static void on_sighup(uv_signal_t *sig, int signum)
     SSL_CTX *main_ctx, *admin_ctx;
     char err[512];
     if (tls_contexts(srv->cfg, &srv->tls_stats, &main_ctx, &admin_ctx, err, sizeof(err)) != 0) {
-        log_error("SIGHUP: certificate not reloaded; keeping the old one", "error=\"%s\"", err);
+        char q[600];
+        log_error("SIGHUP: certificate not reloaded; keeping the old one", "error=%s",
+                  log_quote(q, sizeof(q), err, strlen(err)));
         return;
     }
     char what[320] = "";

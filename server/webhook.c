@@ -234,10 +234,12 @@ void webhook_on_completed(struct server *srv, struct ingest_delivery *d)
     char tenant[24] = "none";
     if (d->has_tenant)
         snprintf(tenant, sizeof(tenant), "%" PRId64, d->tenant_id);
+    char reason[256];
     if (d->rc == 0 && d->reject_reason != NULL)
         log_warn("delivery stored as rejected",
-                 "req=%s app=%s tenant=%s delivery_id=%" PRId64 " reason=\"%s\"", wait->req_id,
-                 wait->meta_app_id, tenant, d->delivery_id, d->reject_reason);
+                 "req=%s app=%s tenant=%s delivery_id=%" PRId64 " reason=%s", wait->req_id,
+                 wait->meta_app_id, tenant, d->delivery_id,
+                 log_quote(reason, sizeof(reason), d->reject_reason, strlen(d->reject_reason)));
     else if (d->rc == 0)
         log_debug("delivery stored",
                   "req=%s app=%s tenant=%s delivery_id=%" PRId64 " events=%zu new=%zu",

@@ -114,9 +114,11 @@ static PGconn *connect_db(struct worker_pool *p, const char *who, struct log_thr
     char err[256];
     uint64_t held;
     PGconn *c = db_connect(p->cfg->database_url, err, sizeof(err));
+    char q[256];
     if (c == NULL && log_throttle_pass(t, now_ms(), DB_LOG_INTERVAL_MS, &held))
         log_warn("job queue: cannot connect to the database",
-                 "thread=%s error=\"%s\" similar_held_back=%" PRIu64, who, err, held);
+                 "thread=%s error=%s similar_held_back=%" PRIu64, who,
+                 log_quote(q, sizeof(q), err, strlen(err)), held);
     return c;
 }
 
