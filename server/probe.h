@@ -30,7 +30,6 @@ struct probe_snapshot {
     uint64_t ok_at_ms;      /* monotonic time of the last round the database answered; 0: never */
     bool is_db_ok;          /* the last round reached the database */
     bool is_schema_current; /* as of the last round that reached it */
-    char schema_why[160];   /* when not current: which migration is pending or changed */
     size_t njobs;
     struct probe_jobs jobs[PROBE_JOB_ROWS];
 };

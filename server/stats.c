@@ -171,10 +171,30 @@ void stats_graph_call(struct stats *s, const struct graph_response *resp, enum g
     enum graph_outcome o;
     if (resp->http_status == 0)
         o = resp->is_timeout ? G_TIMEOUT : G_TRANSPORT_ERROR;
-    else if ((unsigned)cls <= GRAPH_PERMANENT)
-        o = (enum graph_outcome)cls; /* the first seven follow enum graph_class */
     else
-        o = G_PERMANENT;
+        switch (cls) {
+        case GRAPH_OK:
+            o = G_OK;
+            break;
+        case GRAPH_TEMPORARY:
+            o = G_TEMPORARY;
+            break;
+        case GRAPH_APP_RATE_LIMIT:
+            o = G_APP_RATE_LIMITED;
+            break;
+        case GRAPH_ACCOUNT_RATE_LIMIT:
+            o = G_RATE_LIMITED;
+            break;
+        case GRAPH_POLICY_BLOCK:
+            o = G_POLICY_BLOCKED;
+            break;
+        case GRAPH_TOKEN_INVALID:
+            o = G_TOKEN_INVALID;
+            break;
+        default:
+            o = G_PERMANENT;
+            break;
+        }
     metrics_counter_add(&s->graph[o], 1);
 }
 
