@@ -226,7 +226,7 @@ static void on_sighup(uv_signal_t *sig, int signum)
     struct server *srv = &st->srv;
     reload_settings(st);
     if (st->tls_listener < 0 && st->tls_admin_listener < 0) {
-        log_info("SIGHUP: nothing to reload (no HTTPS listener)", "%s", "");
+        log_debug("SIGHUP: no certificate to reload (no HTTPS listener)", "%s", "");
         return;
     }
     SSL_CTX *main_ctx, *admin_ctx;
