@@ -251,9 +251,22 @@ void api_db_error(struct api_call *call, PGconn *c, const PGresult *r, const cha
     } else {
         /* libpq's message may quote values from the statement, never its
          * parameters; the SQLSTATE is what an operator needs. */
-        log_error("admin API statement failed", "sqlstate=%s", db_sqlstate(r));
+        char ctx[128];
+        api_log_context(call, ctx, sizeof(ctx));
+        log_error("admin API statement failed", "%s sqlstate=%s", ctx, db_sqlstate(r));
         api_error(call, 500, "internal", "the request could not be completed");
     }
+}
+
+void api_log_context(const struct api_call *call, char *out, size_t outsz)
+{
+    const char *req = call->request_id[0] != '\0' ? call->request_id : "-";
+    if (call->caller.is_operator)
+        snprintf(out, outsz, "req=%s tenant=operator", req);
+    else if (call->caller.tenant_id >= 0)
+        snprintf(out, outsz, "req=%s tenant=%" PRId64, req, call->caller.tenant_id);
+    else
+        snprintf(out, outsz, "req=%s tenant=none", req);
 }
 
 /* ---- authentication ---- */

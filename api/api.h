@@ -62,6 +62,7 @@ struct api_call {
      * the routes that read it answer 400. Other routes ignore it. */
     char idempotency_key[256];
     bool has_idempotency_key;
+    char request_id[72]; /* for log lines: req=<id> */
 
     /* Output. status 0 means the handler set nothing: a 500. */
     int status;
@@ -69,6 +70,9 @@ struct api_call {
     char location[128]; /* Location header for a 201, or "" */
     int retry_after;    /* seconds, for 429 and 503; 0 for none */
 };
+
+/* "req=<id> tenant=<id|operator|none>" for a log line about call. */
+void api_log_context(const struct api_call *call, char *out, size_t outsz);
 
 typedef void (*api_handler_fn)(struct api_call *call, PGconn *c);
 

@@ -358,7 +358,9 @@ static void jobs_error(struct api_call *call, int rc)
     if (rc == HB_EUNAVAILABLE) {
         api_error(call, 503, "unavailable", "the database is unavailable; retry later");
     } else {
-        log_error("queueing a send failed", "rc=%s", hb_strerror(rc));
+        char ctx[128];
+        api_log_context(call, ctx, sizeof(ctx));
+        log_error("queueing a send failed", "%s rc=%s", ctx, hb_strerror(rc));
         api_error(call, 500, "internal", "the request could not be completed");
     }
 }

@@ -24,6 +24,7 @@
 #include "lib/buf.h"
 #include "lib/hb.h"
 #include "lib/log.h"
+#include "lib/metrics.h"
 
 #define OID_BYTEA 17
 #define OID_INT8 20
@@ -64,7 +65,7 @@ enum { NPARAMS = 18 };
     "  u.delivery_id, u.object, u.field, u.entry_id, u.entry_time, u.received_at, u.dedup_key,"    \
     "  u.payload::jsonb"                                                                           \
     " FROM u JOIN k ON k.app_id = u.app_id AND k.dedup_key = u.dedup_key"                          \
-    " RETURNING id, delivery_id, tenant_id,"                                                       \
+    " RETURNING id, delivery_id, tenant_id, field,"                                                \
     "  CASE WHEN field = 'message_echoes' THEN payload->'message'->>'mid' END AS echo_mid"         \
     "), m AS (" /* The echo of a reply we sent links to its outbox row (when the Send              \
                  * API answered first; else the worker links it when it stores the id). */         \
@@ -72,7 +73,7 @@ enum { NPARAMS = 18 };
     " WHERE e.echo_mid IS NOT NULL AND messages.meta_message_id = e.echo_mid"                      \
     "  AND messages.tenant_id = e.tenant_id AND messages.echo_event_id IS NULL"                    \
     ")"                                                                                            \
-    " SELECT delivery_id, count(*) FROM e GROUP BY delivery_id"
+    " SELECT delivery_id, count(*), field FROM e GROUP BY delivery_id, field"
 
 static const char INGEST_SQL[] =
     "WITH d AS ("
@@ -114,6 +115,7 @@ struct db_ingest {
     struct ingest_delivery *done_head, *done_tail; /* under mu */
 
     atomic_bool db_down;
+    atomic_int connected; /* writers with a connection */
 
     int nthreads;
     pthread_t *threads;
@@ -241,6 +243,7 @@ static void disconnect_writer(struct writer *w)
 {
     PQfinish(w->conn);
     w->conn = NULL;
+    atomic_fetch_sub(&w->ing->connected, 1);
 }
 
 static int connect_writer(struct writer *w)
@@ -248,9 +251,12 @@ static int connect_writer(struct writer *w)
     char err[512];
     w->conn = db_connect(w->ing->url, err, sizeof(err));
     if (w->conn == NULL) {
-        log_warn("ingest writer cannot connect", "writer=%d error=\"%.200s\"", w->index, err);
+        char q[256];
+        log_warn("ingest writer cannot connect", "writer=%d error=%s", w->index,
+                 log_quote(q, sizeof(q), err, strlen(err)));
         return HB_EUNAVAILABLE;
     }
+    atomic_fetch_add(&w->ing->connected, 1);
     if (w->ing->cfg.statement_timeout_ms > 0) {
         char sql[64];
         snprintf(sql, sizeof(sql), "SET statement_timeout = %" PRId64,
@@ -265,13 +271,15 @@ static int connect_writer(struct writer *w)
     }
     PGresult *r = PQprepare(w->conn, "ingest", INGEST_SQL, NPARAMS, NULL);
     int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : db_result_rc(w->conn, r);
-    if (rc != 0)
-        log_error("ingest writer cannot prepare", "writer=%d error=\"%.200s\"", w->index,
-                  PQresultErrorMessage(r));
+    if (rc != 0) {
+        const char *m = PQresultErrorMessage(r);
+        char q[256];
+        log_error("ingest writer cannot prepare", "writer=%d error=%s", w->index,
+                  log_quote(q, sizeof(q), m, strlen(m)));
+    }
     PQclear(r);
     if (rc != 0) {
-        PQfinish(w->conn);
-        w->conn = NULL;
+        disconnect_writer(w);
         return rc;
     }
     w->nids = w->ids_used = 0;
@@ -499,17 +507,24 @@ static int store_once(struct writer *w, struct ingest_delivery **batch, size_t n
         static _Thread_local char state[6];
         snprintf(state, sizeof(state), "%s", db_sqlstate(r));
         *sqlstate_out = state;
-        snprintf(errmsg, errsz, "%s", PQresultErrorMessage(r));
+        /* The primary message only: DETAIL and CONTEXT may quote the
+         * payload (a JSON parse error shows the text around the fault). */
+        const char *primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+        snprintf(errmsg, errsz, "%s", primary != NULL ? primary : PQerrorMessage(w->conn));
         size_t len = strlen(errmsg);
         while (len > 0 && errmsg[len - 1] == '\n')
             errmsg[--len] = '\0';
         PQclear(r);
         return rc;
     }
+    /* One row per delivery and field with new events: committed now. */
     for (int i = 0; i < PQntuples(r); i++) {
         struct ingest_delivery *d = find_by_id(batch, n, strtoll(PQgetvalue(r, i, 0), NULL, 10));
+        uint64_t count = strtoull(PQgetvalue(r, i, 1), NULL, 10);
         if (d != NULL)
-            d->nstored = (size_t)strtoull(PQgetvalue(r, i, 1), NULL, 10);
+            d->nstored += (size_t)count;
+        if (w->ing->cfg.on_stored != NULL)
+            w->ing->cfg.on_stored(w->ing->cfg.on_stored_arg, PQgetvalue(r, i, 2), count);
     }
     PQclear(r);
     return 0;
@@ -564,13 +579,16 @@ static int store_batch(struct writer *w, struct ingest_delivery **batch, size_t 
     struct ingest_delivery *d = batch[0];
     if (d->reject_reason != NULL) {
         /* Even the raw row was refused: nothing more we can do here. */
-        log_error("ingest cannot store delivery", "app_id=%lld sqlstate=%s error=\"%.200s\"",
-                  (long long)d->app_id, state, errmsg);
+        char q[256];
+        log_error("ingest cannot store delivery", "app_id=%lld sqlstate=%s error=%s",
+                  (long long)d->app_id, state, log_quote(q, sizeof(q), errmsg, strlen(errmsg)));
         d->rc = HB_EDB;
         return 0;
     }
+    char q[256];
     log_error("ingest refused items; storing delivery raw as rejected",
-              "app_id=%lld sqlstate=%s error=\"%.200s\"", (long long)d->app_id, state, errmsg);
+              "app_id=%lld sqlstate=%s error=%s", (long long)d->app_id, state,
+              log_quote(q, sizeof(q), errmsg, strlen(errmsg)));
     char reason[128];
     snprintf(reason, sizeof(reason), "the database refused its items (SQLSTATE %s)", state);
     reject(d, reason);
@@ -674,6 +692,13 @@ static bool may_take(const struct db_ingest *ing)
            ing->queued_bytes >= BATCH_BYTES_MAX;
 }
 
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
 static void *writer_main(void *arg)
 {
     struct writer *w = arg;
@@ -715,9 +740,14 @@ static void *writer_main(void *arg)
         if (w->conn != NULL && !db_conn_alive(w->conn))
             disconnect_writer(w);
         int rc = w->conn != NULL ? 0 : connect_writer(w);
-        if (rc == 0)
+        if (rc == 0) {
+            uint64_t t0 = now_us();
             rc = store_batch(w, batch, n);
-        else
+            if (rc == 0 && ing->cfg.commit_us != NULL)
+                metrics_histogram_observe(ing->cfg.commit_us, now_us() - t0);
+            if (rc == 0 && ing->cfg.batch_size != NULL)
+                metrics_histogram_observe(ing->cfg.batch_size, n);
+        } else
             for (size_t i = 0; i < n; i++)
                 batch[i]->rc = HB_EUNAVAILABLE;
         complete(ing, batch, n);
@@ -755,6 +785,7 @@ struct db_ingest *db_ingest_new(const struct db_ingest_config *cfg, void (*notif
     pthread_mutex_init(&ing->mu, NULL);
     pthread_cond_init(&ing->cv, NULL);
     atomic_init(&ing->db_down, false);
+    atomic_init(&ing->connected, 0);
     ing->nthreads = cfg->writers;
     ing->threads = xcalloc((size_t)cfg->writers, sizeof(pthread_t));
     for (int i = 0; i < cfg->writers; i++) {
@@ -795,6 +826,17 @@ int db_ingest_submit(struct db_ingest *ing, struct ingest_delivery *d)
     }
     pthread_mutex_unlock(&ing->mu);
     return rc;
+}
+
+void db_ingest_stats(struct db_ingest *ing, struct db_ingest_stats *out)
+{
+    pthread_mutex_lock(&ing->mu);
+    out->queued = ing->queued;
+    out->queued_bytes = ing->queued_bytes;
+    out->oldest_received_us = ing->head != NULL ? ing->head->received_at_us : 0;
+    pthread_mutex_unlock(&ing->mu);
+    out->connected = atomic_load(&ing->connected);
+    out->is_down = atomic_load(&ing->db_down);
 }
 
 struct ingest_delivery *db_ingest_take_completed(struct db_ingest *ing)
@@ -879,7 +921,7 @@ int db_ingest_replay(PGconn *c, struct ingest_delivery **batch, size_t n)
                 struct ingest_delivery *d =
                     find_by_id(batch, n, strtoll(PQgetvalue(r, i, 0), NULL, 10));
                 if (d != NULL)
-                    d->nstored = (size_t)strtoull(PQgetvalue(r, i, 1), NULL, 10);
+                    d->nstored += (size_t)strtoull(PQgetvalue(r, i, 1), NULL, 10);
             }
         bool retry = rc != 0 && r != NULL && is_retryable(db_sqlstate(r));
         PQclear(r);

@@ -77,6 +77,8 @@ struct ingest_delivery {
 struct ingest_delivery *ingest_delivery_new(void);
 void ingest_delivery_free(struct ingest_delivery *d);
 
+struct metrics_histogram;
+
 struct db_ingest_config {
     const char *url;
     int writers;
@@ -84,6 +86,14 @@ struct db_ingest_config {
     size_t queue_limit;           /* bytes */
     int64_t retry_max_ms;         /* reconnect backoff cap */
     int64_t statement_timeout_ms; /* a commit taking longer fails with 503; 0: none */
+    /* Optional (NULL): observed by the writers after each committed batch,
+     * its number of deliveries and its time in microseconds. */
+    struct metrics_histogram *batch_size;
+    struct metrics_histogram *commit_us;
+    /* Optional: called on a writer thread, after a commit, with the number
+     * of events of one field that were new (not duplicates). */
+    void (*on_stored)(void *arg, const char *field, uint64_t n);
+    void *on_stored_arg;
 };
 
 struct db_ingest;
@@ -100,6 +110,16 @@ int db_ingest_submit(struct db_ingest *ing, struct ingest_delivery *d);
 
 /* Takes every completed delivery, oldest first, linked by next; NULL if none. */
 struct ingest_delivery *db_ingest_take_completed(struct db_ingest *ing);
+
+/* A moment's view of the queue, for /metrics and /readyz. Any thread. */
+struct db_ingest_stats {
+    size_t queued;              /* deliveries waiting for a writer */
+    size_t queued_bytes;        /* their size as counted against queue_limit */
+    int64_t oldest_received_us; /* received_at_us of the oldest waiting; 0 when none */
+    int connected;              /* writers with an open connection */
+    bool is_down;               /* the writers cannot reach the database */
+};
+void db_ingest_stats(struct db_ingest *ing, struct db_ingest_stats *out);
 
 /* Stops accepting, lets the writers finish what is queued, joins them.
  * Deliveries completed meanwhile stay available to take_completed, and

@@ -101,6 +101,7 @@ struct db_pool {
     int nidle;
     PGconn **idle;
     int64_t statement_timeout_ms; /* 0: the server's default */
+    uint64_t waits;
 };
 
 struct db_pool *db_pool_new(const char *url, int size)
@@ -136,6 +137,8 @@ PGconn *db_pool_acquire(struct db_pool *p)
 {
     PGconn *c = NULL;
     pthread_mutex_lock(&p->mu);
+    if (p->nidle == 0 && p->in_use == p->size)
+        p->waits++;
     while (p->nidle == 0 && p->in_use == p->size)
         pthread_cond_wait(&p->cv, &p->mu);
     p->in_use++;
@@ -178,5 +181,15 @@ void db_pool_release(struct db_pool *p, PGconn *c)
     if (c != NULL)
         p->idle[p->nidle++] = c;
     pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+void db_pool_stats(struct db_pool *p, struct db_pool_stats *out)
+{
+    pthread_mutex_lock(&p->mu);
+    out->size = p->size;
+    out->in_use = p->in_use;
+    out->idle = p->nidle;
+    out->waits = p->waits;
     pthread_mutex_unlock(&p->mu);
 }

@@ -44,4 +44,13 @@ void db_pool_set_statement_timeout(struct db_pool *p, int64_t ms);
 PGconn *db_pool_acquire(struct db_pool *p);
 void db_pool_release(struct db_pool *p, PGconn *c);
 
+/* A moment's view of the pool, for /metrics. Any thread. */
+struct db_pool_stats {
+    int size;
+    int in_use;     /* handed out, connected or connecting */
+    int idle;       /* open and waiting to be handed out */
+    uint64_t waits; /* acquires that found every connection in use, since start */
+};
+void db_pool_stats(struct db_pool *p, struct db_pool_stats *out);
+
 #endif

@@ -110,6 +110,29 @@ static void send_unauthorized(h2o_req_t *req, const char *message)
     http_send_error(req, 401, "unauthorized", message);
 }
 
+bool admin_require_operator(struct server *srv, h2o_req_t *req)
+{
+    uint8_t address[RATELIMIT_KEY_LEN];
+    address_key(req, address);
+    int64_t blocked_ms = ratelimit_peek(srv->auth_failures, address, uv_now(srv->loop));
+    if (blocked_ms > 0) {
+        char s[24];
+        snprintf(s, sizeof(s), "%" PRId64, (blocked_ms + 999) / 1000);
+        http_add_header(req, "retry-after", s);
+        http_send_error(req, 429, "rate_limited",
+                        "too many failed authentications from this address; slow down");
+        return false;
+    }
+    const h2o_iovec_t *auth = http_header(req, "authorization");
+    if (auth == NULL || auth->len < 7 || strncasecmp(auth->base, "Bearer ", 7) != 0 ||
+        !is_operator_token(srv, auth->base + 7, auth->len - 7)) {
+        ratelimit_take(srv->auth_failures, address, uv_now(srv->loop));
+        send_unauthorized(req, "send Authorization: Bearer <operator token>");
+        return false;
+    }
+    return true;
+}
+
 /* ---- on a worker thread ---- */
 
 /* Forgets a handler's answer, to run it again elsewhere. */
@@ -175,11 +198,10 @@ static void finish_job(uv_work_t *w, int status)
     if (call->status == 401)
         ratelimit_take(srv->auth_failures, job->address, uv_now(srv->loop));
 
-    char tenant[24] = "operator";
-    if (!call->caller.is_operator)
-        snprintf(tenant, sizeof(tenant), "%" PRId64, call->caller.tenant_id);
-    log_info("admin request", "method=%s route=%s status=%d tenant=%s ms=%" PRIu64,
-             job->route->method, job->route->pattern, call->status, tenant,
+    char ctx[128];
+    api_log_context(call, ctx, sizeof(ctx));
+    log_info("admin request", "%s method=%s route=%s status=%d ms=%" PRIu64, ctx,
+             job->route->method, job->route->pattern, call->status,
              uv_now(srv->loop) - job->started_ms);
 
     /* A changed secret or a deleted app must not be used a moment longer here. */
@@ -339,6 +361,7 @@ int admin_handle(void *ctx, h2o_req_t *req)
     call->caller.is_operator = is_operator;
     call->caller.tenant_id = -1;
     call->caller.key_id = -1;
+    snprintf(call->request_id, sizeof(call->request_id), "%s", http_request_id(req));
     memcpy(call->token, token, token_len);
     call->token_len = token_len;
     copy_idempotency_key(req, call);

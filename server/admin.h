@@ -20,6 +20,11 @@
  * HB_EIO with *why set when it is unreadable or too weak. */
 int admin_load_token(const struct config *cfg, char *out, size_t outsz, const char **why);
 
+/* Whether req carries the operator's token (Authorization: Bearer, compared
+ * in constant time). If not, answers 401 (or 429 for an address that keeps
+ * failing, as the admin API does) and returns false. Loop thread. */
+bool admin_require_operator(struct server *srv, h2o_req_t *req);
+
 int admin_handle(void *ctx, h2o_req_t *req);  /* http_route handler for ADMIN_PREFIX */
 int admin_openapi(void *ctx, h2o_req_t *req); /* GET /openapi.yaml */
 

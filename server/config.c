@@ -4,6 +4,7 @@
 #include "server/config.h"
 
 #include <ctype.h>
+#include <stdbool.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "lib/buf.h"
 #include "lib/hb.h"
 #include "server/tls.h"
 
@@ -56,7 +58,13 @@ static const struct config_setting SETTINGS[] = {
      "longest a client may take to send one request (header and body), and longest an idle "
      "keep-alive connection is kept"},
     {"HUBBUB_LOG_LEVEL", CONFIG_LOG_LEVEL, "info", 0, 0, 0, F(log_level),
-     "debug, info, warn or error"},
+     "debug, info, warn or error; changing it in HUBBUB_CONFIG_FILE takes effect on SIGHUP"},
+    {"HUBBUB_CONFIG_FILE", CONFIG_STRING, NULL, 0, 0, 0, F(config_file),
+     "file of KEY=value lines (systemd EnvironmentFile format) read at start and on SIGHUP; "
+     "the environment wins over it (only read from the environment)"},
+    {"HUBBUB_PROBE_INTERVAL", CONFIG_DURATION, "2s", 0, 50, 60 * 1000, F(probe_interval_ms),
+     "how often a background thread checks the database and the schema for /readyz and "
+     "counts jobs for /metrics"},
     {"HUBBUB_MASTER_KEY", CONFIG_SECRET, NULL, 0, 0, 0, F(master_key),
      "64 hex characters: the key that encrypts secrets at rest"},
     {"HUBBUB_MASTER_KEY_FILE", CONFIG_STRING, NULL, 0, 0, 0, F(master_key_file),
@@ -292,27 +300,186 @@ static int set_value(struct config *cfg, const struct config_setting *s, const c
     return HB_EINVAL;
 }
 
+const char *config_source_name(enum config_source s)
+{
+    return s == CONFIG_FROM_ENV ? "env" : s == CONFIG_FROM_FILE ? "file" : "default";
+}
+
+void config_pairs_free(struct config_pair *pairs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(pairs[i].key);
+        free(pairs[i].value);
+    }
+    free(pairs);
+}
+
+static bool is_key_char(char c, bool first)
+{
+    return c == '_' || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+           (!first && c >= '0' && c <= '9');
+}
+
+/* Parses one line's value starting at p (up to end) into out. */
+static int parse_value(const char *p, const char *end, struct buf *out)
+{
+    while (p < end && (*p == ' ' || *p == '\t'))
+        p++;
+    if (p < end && (*p == '"' || *p == '\'')) {
+        char q = *p++;
+        for (;;) {
+            if (p == end)
+                return HB_EINVAL; /* no closing quote */
+            char c = *p++;
+            if (c == q)
+                break;
+            if (q == '"' && c == '\\' && p < end) {
+                c = *p++;
+                if (c == 'n')
+                    c = '\n';
+                else if (c != '"' && c != '\\' && c != '$' && c != '`') {
+                    buf_putc(out, '\\');
+                }
+            }
+            buf_putc(out, c);
+        }
+        while (p < end && (*p == ' ' || *p == '\t'))
+            p++;
+        return p == end ? 0 : HB_EINVAL; /* nothing may follow the closing quote */
+    }
+    while (end > p && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r'))
+        end--;
+    buf_append(out, p, (size_t)(end - p));
+    return 0;
+}
+
+int config_file_parse(const char *text, size_t len, struct config_pair **out, size_t *n, char *err,
+                      size_t errsz)
+{
+    struct config_pair *pairs = NULL;
+    size_t count = 0, cap = 0;
+    const char *p = text, *end = text + len;
+    int line = 0;
+    while (p < end) {
+        line++;
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        const char *le = eol != NULL ? eol : end;
+        const char *q = p;
+        p = eol != NULL ? eol + 1 : end;
+        while (q < le && (*q == ' ' || *q == '\t'))
+            q++;
+        if (q == le || *q == '#' || *q == ';' || (*q == '\r' && q + 1 == le))
+            continue;
+        if ((size_t)(le - q) > 7 && memcmp(q, "export ", 7) == 0)
+            q += 7;
+        const char *k = q;
+        while (q < le && is_key_char(*q, q == k))
+            q++;
+        const char *ke = q;
+        while (q < le && (*q == ' ' || *q == '\t'))
+            q++;
+        if (ke == k || q == le || *q != '=') {
+            snprintf(err, errsz, "line %d: expected KEY=value", line);
+            config_pairs_free(pairs, count);
+            return HB_EINVAL;
+        }
+        struct buf v;
+        buf_init(&v);
+        buf_puts(&v, "");
+        if (parse_value(q + 1, le, &v) != 0) {
+            buf_dispose(&v);
+            snprintf(err, errsz, "line %d: a quoted value must end with its quote", line);
+            config_pairs_free(pairs, count);
+            return HB_EINVAL;
+        }
+        if (count == cap) {
+            cap = cap ? cap * 2 : 16;
+            pairs = xrealloc(pairs, cap * sizeof(*pairs));
+        }
+        pairs[count].key = xstrndup(k, (size_t)(ke - k));
+        pairs[count].value = buf_steal(&v);
+        count++;
+    }
+    *out = pairs;
+    *n = count;
+    return 0;
+}
+
+#define CONFIG_FILE_MAX (1024 * 1024)
+
+static int read_file(const char *path, struct config_pair **pairs, size_t *n, char *err,
+                     size_t errsz)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        snprintf(err, errsz, "HUBBUB_CONFIG_FILE %s cannot be read: %s", path, strerror(errno));
+        return HB_EINVAL;
+    }
+    char *text = xmalloc(CONFIG_FILE_MAX + 1);
+    size_t len = fread(text, 1, CONFIG_FILE_MAX + 1, f);
+    bool failed = ferror(f) != 0;
+    fclose(f);
+    if (failed || len > CONFIG_FILE_MAX) {
+        free(text);
+        snprintf(err, errsz, "HUBBUB_CONFIG_FILE %s: %s", path,
+                 failed ? "read error" : "larger than 1 MiB");
+        return HB_EINVAL;
+    }
+    char why[128];
+    int rc = config_file_parse(text, len, pairs, n, why, sizeof(why));
+    free(text);
+    if (rc != 0)
+        snprintf(err, errsz, "HUBBUB_CONFIG_FILE %s, %s", path, why);
+    return rc;
+}
+
+static const char *file_value(const struct config_pair *pairs, size_t n, const char *key)
+{
+    const char *v = NULL;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(pairs[i].key, key) == 0)
+            v = pairs[i].value;
+    return v;
+}
+
 int config_load(struct config *cfg, char *err, size_t errsz)
 {
+    _Static_assert(HB_ARRAY_SIZE(SETTINGS) <= CONFIG_SETTINGS_MAX, "raise CONFIG_SETTINGS_MAX");
     memset(cfg, 0, sizeof(*cfg));
-    for (size_t i = 0; i < HB_ARRAY_SIZE(SETTINGS); i++) {
+    struct config_pair *pairs = NULL;
+    size_t npairs = 0;
+    const char *path = getenv("HUBBUB_CONFIG_FILE");
+    if (path != NULL && path[0] != '\0' && read_file(path, &pairs, &npairs, err, errsz) != 0)
+        return HB_EINVAL;
+    int rc = 0;
+    for (size_t i = 0; i < HB_ARRAY_SIZE(SETTINGS) && rc == 0; i++) {
         const struct config_setting *s = &SETTINGS[i];
         const char *v = getenv(s->env);
+        cfg->sources[i] = CONFIG_FROM_ENV;
         if (v != NULL && v[0] == '\0')
             v = NULL;
-        if (v == NULL)
+        if (v == NULL && strcmp(s->env, "HUBBUB_CONFIG_FILE") != 0) {
+            v = file_value(pairs, npairs, s->env);
+            cfg->sources[i] = CONFIG_FROM_FILE;
+            if (v != NULL && v[0] == '\0')
+                v = NULL;
+        }
+        if (v == NULL) {
             v = s->default_value;
+            cfg->sources[i] = CONFIG_FROM_DEFAULT;
+        }
         if (v == NULL) {
             if (s->required) {
                 snprintf(err, errsz, "%s is not set: %s", s->env, s->help);
-                return HB_EINVAL;
+                rc = HB_EINVAL;
             }
             continue;
         }
         if (set_value(cfg, s, v, err, errsz) != 0)
-            return HB_EINVAL;
+            rc = HB_EINVAL;
     }
-    return 0;
+    config_pairs_free(pairs, npairs);
+    return rc;
 }
 
 void config_dispose(struct config *cfg)
@@ -352,4 +519,27 @@ void config_format_value(const struct config *cfg, const struct config_setting *
         snprintf(out, outsz, "%s", log_level_name(*(const enum log_level *)base));
         break;
     }
+}
+
+bool config_value_equal(const struct config *a, const struct config *b,
+                        const struct config_setting *s)
+{
+    const char *x = (const char *)a + s->offset, *y = (const char *)b + s->offset;
+    switch (s->type) {
+    case CONFIG_STRING:
+    case CONFIG_SECRET:
+    case CONFIG_LISTEN: {
+        const char *u = *(char *const *)x, *v = *(char *const *)y;
+        return (u == NULL && v == NULL) || (u != NULL && v != NULL && strcmp(u, v) == 0);
+    }
+    case CONFIG_INT:
+        return *(const int *)x == *(const int *)y;
+    case CONFIG_SIZE:
+        return *(const size_t *)x == *(const size_t *)y;
+    case CONFIG_DURATION:
+        return *(const int64_t *)x == *(const int64_t *)y;
+    case CONFIG_LOG_LEVEL:
+        return *(const enum log_level *)x == *(const enum log_level *)y;
+    }
+    return false;
 }

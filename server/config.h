@@ -5,14 +5,24 @@
  * The table is the single source of truth: config_load() walks it, `hubbub
  * config` prints it, and a unit test checks that README.md documents every
  * entry, as pgbouncer does for its own table.
+ *
+ * Values come from the environment, else from the file HUBBUB_CONFIG_FILE
+ * names (KEY=value lines, as a systemd EnvironmentFile), else from the
+ * table's defaults. The file is read again on SIGHUP (main.c), and what may
+ * change while running is applied.
  */
 #ifndef HB_CONFIG_H
 #define HB_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "lib/log.h"
+
+#define CONFIG_SETTINGS_MAX 96
+
+enum config_source { CONFIG_FROM_DEFAULT, CONFIG_FROM_ENV, CONFIG_FROM_FILE };
 
 struct config {
     char *database_url;
@@ -62,6 +72,10 @@ struct config {
     int64_t graph_rate_pause_ms;
     int64_t graph_max_pause_ms;
     int64_t subscription_check_interval_ms;
+    char *config_file;
+    int64_t probe_interval_ms;
+    /* where each setting's value came from, by its index in the table */
+    unsigned char sources[CONFIG_SETTINGS_MAX];
 };
 
 enum config_type {
@@ -86,10 +100,34 @@ struct config_setting {
 
 const struct config_setting *config_settings(size_t *count);
 
-/* Fills cfg from the environment (getenv). On a bad value returns HB_EINVAL
- * and writes a sentence naming the variable and what it expects into err. */
+/* Fills cfg from the environment (getenv) and HUBBUB_CONFIG_FILE. On a bad
+ * value or an unreadable file returns HB_EINVAL and writes a sentence naming
+ * the variable (or the file's line) and what it expects into err. */
 int config_load(struct config *cfg, char *err, size_t errsz);
+const char *config_source_name(enum config_source s); /* "env", "file", "default" */
+
+/* One KEY=value of a config file. */
+struct config_pair {
+    char *key;
+    char *value;
+};
+
+/* Parses the text of a config file in systemd's EnvironmentFile format:
+ * one KEY=value per line; blank lines and lines starting with # or ; are
+ * skipped; whitespace around the key and an unquoted value is dropped; a
+ * value may be in double quotes (with \", \\ and \n escapes) or single
+ * quotes (taken as is); an optional "export " before the key is accepted.
+ * On success *out (caller frees: config_pairs_free) holds the pairs in
+ * order (a later one of the same key wins at lookup). HB_EINVAL with err
+ * naming the line otherwise. */
+int config_file_parse(const char *text, size_t len, struct config_pair **out, size_t *n, char *err,
+                      size_t errsz);
+void config_pairs_free(struct config_pair *pairs, size_t n);
 void config_dispose(struct config *cfg);
+
+/* Whether a and b hold the same value of s (secrets compared, not shown). */
+bool config_value_equal(const struct config *a, const struct config *b,
+                        const struct config_setting *s);
 
 /* Formats the effective setting s of cfg (secrets masked) into out. */
 void config_format_value(const struct config *cfg, const struct config_setting *s, char *out,

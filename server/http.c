@@ -10,6 +10,9 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <sys/random.h>
+#include <sys/time.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -61,6 +64,18 @@ struct http {
     struct conn *conns; /* every open connection, for the drain's checks */
     size_t nroutes;
     struct route routes[MAX_ROUTES];
+    http_observer_fn observer;
+    void *observer_ctx;
+    uint64_t id_seed, id_next;
+};
+
+/* What every request carries in its pool: its id, and what the observer is
+ * told when the pool is disposed. */
+struct req_note {
+    struct http *http;
+    const char *route;
+    struct timeval began;
+    char id[HTTP_REQUEST_ID_MAX + 1];
 };
 
 /* The uv handle h2o owns, with a way back to us when h2o closes it. */
@@ -288,9 +303,86 @@ void http_route(struct http *h, const char *prefix, bool exact, http_handler_fn 
     r->ctx = ctx;
 }
 
+void http_set_observer(struct http *h, http_observer_fn fn, void *ctx)
+{
+    h->observer = fn;
+    h->observer_ctx = ctx;
+}
+
+uint64_t http_too_large_count(const struct http *h)
+{
+    return h->ctx.emitted_error_status[H2O_STATUS_ERROR_413];
+}
+
+static void on_note_dispose(void *p)
+{
+    struct req_note *n = p;
+    if (n->http->observer == NULL)
+        return;
+    struct timeval now;
+    gettimeofday(&now, NULL);
+    int64_t us =
+        (int64_t)(now.tv_sec - n->began.tv_sec) * 1000000 + (now.tv_usec - n->began.tv_usec);
+    n->http->observer(n->http->observer_ctx, n->route, us > 0 ? (uint64_t)us : 0);
+}
+
+static bool is_id_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == ':' || c == '-';
+}
+
+/* A proxy's X-Request-Id, if it is one we can log and echo as it is. */
+static bool is_valid_id(const h2o_iovec_t *v)
+{
+    if (v->len == 0 || v->len > HTTP_REQUEST_ID_MAX)
+        return false;
+    for (size_t i = 0; i < v->len; i++)
+        if (!is_id_char(v->base[i]))
+            return false;
+    return true;
+}
+
+static uint64_t mix(uint64_t x)
+{
+    /* splitmix64: distinct counters give distinct, unguessable-looking ids. */
+    x += 0x9e3779b97f4a7c15ULL;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
+static struct req_note *note_request(struct http *h, h2o_req_t *req)
+{
+    struct req_note *n = h2o_mem_alloc_shared(&req->pool, sizeof(*n), on_note_dispose);
+    n->http = h;
+    n->route = NULL;
+    n->began = req->timestamps.request_begin_at;
+    if (n->began.tv_sec == 0)
+        n->began = req->processed_at.at;
+    const h2o_iovec_t *given = http_header(req, "x-request-id");
+    if (given != NULL && is_valid_id(given)) {
+        memcpy(n->id, given->base, given->len);
+        n->id[given->len] = '\0';
+    } else {
+        snprintf(n->id, sizeof(n->id), "%016llx",
+                 (unsigned long long)mix(h->id_seed + h->id_next++));
+    }
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 0, NULL, n->id,
+                          strlen(n->id));
+    return n;
+}
+
+const char *http_request_id(h2o_req_t *req)
+{
+    ssize_t i = h2o_find_header_by_str(&req->res.headers, H2O_STRLIT("x-request-id"), -1);
+    return i < 0 ? "-" : req->res.headers.entries[i].value.base;
+}
+
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     struct http *h = ((struct dispatch_handler *)self)->http;
+    struct req_note *note = note_request(h, req);
     h2o_iovec_t path = req->path_normalized;
     if (req->path.len > MAX_URI_LEN) {
         http_send_error(req, 414, "uri_too_long", "the URL is longer than 8192 bytes");
@@ -302,6 +394,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
             continue;
         if (r->exact && path.len != r->len)
             continue;
+        note->route = r->prefix;
         return r->fn(r->ctx, req);
     }
     http_send_error(req, 404, "not_found", "no such resource");
@@ -314,6 +407,8 @@ struct http *http_new(uv_loop_t *loop, size_t body_limit, int64_t request_timeou
 {
     struct http *h = xcalloc(1, sizeof(*h));
     h->loop = loop;
+    if (getrandom(&h->id_seed, sizeof(h->id_seed), 0) != sizeof(h->id_seed))
+        h->id_seed = (uint64_t)uv_hrtime() ^ (uint64_t)getpid() << 32;
     h2o_config_init(&h->config);
     h->config.server_name = h2o_iovec_init(H2O_STRLIT("hubbub"));
     h->config.max_request_entity_size = body_limit;

@@ -79,6 +79,22 @@ void http_send_error(h2o_req_t *req, int status, const char *code, const char *m
 /* name must be a string literal (h2o keeps the pointer); value is copied. */
 void http_add_header(h2o_req_t *req, const char *name, const char *value);
 
+/* Called when each request is done (its pool is disposed), on the loop, with
+ * the prefix of the route that took it (NULL: none did) and the time from
+ * its first byte to its end in microseconds. */
+typedef void (*http_observer_fn)(void *ctx, const char *route, uint64_t us);
+void http_set_observer(struct http *h, http_observer_fn fn, void *ctx);
+
+/* The request's id: the X-Request-Id a proxy sent when it is 1 to
+ * HTTP_REQUEST_ID_MAX characters of [A-Za-z0-9._:-], else one made here (16
+ * hex digits). Every answer carries it in X-Request-Id, and log lines about
+ * the request say req=<id>. Valid while req is. */
+#define HTTP_REQUEST_ID_MAX 64
+const char *http_request_id(h2o_req_t *req);
+
+/* Bodies h2o refused with 413 before any route saw them (over body_limit). */
+uint64_t http_too_large_count(const struct http *h);
+
 int http_status_of(int hb_rc);
 const char *http_reason(int status);
 

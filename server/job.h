@@ -32,13 +32,15 @@
 #include "server/config.h"
 #include "server/graph.h"
 #include "server/graph_error.h"
+#include "server/stats.h"
 
 struct job_env {
     PGconn *conn;
     struct graph_client *graph;
     const struct config *cfg;
     struct keyring *keys;
-    uint64_t rng; /* xorshift state for jitter */
+    struct stats *stats; /* Graph API calls are counted here; may be NULL */
+    uint64_t rng;        /* xorshift state for jitter */
 };
 
 /* Runs j and records its outcome (fenced by its lease). A failure to record

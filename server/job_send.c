@@ -87,6 +87,7 @@ void job_send_run(struct job_env *env, struct job *j)
         goto out;
     }
     enum graph_class cls = job_classify(&resp, &err);
+    stats_graph_call(env->stats, &resp, cls);
     if (cls == GRAPH_OK) {
         if (!message_id_of(&resp, &mid)) {
             /* Accepted, but we cannot tell by what id: sending again would

@@ -221,6 +221,7 @@ static bool call(struct sub_ctx *s, const char *method, const char *query)
     s->url.len = base_len;
     s->url.data[base_len] = '\0';
     s->cls = job_classify(&s->resp, &s->err);
+    stats_graph_call(s->env->stats, &s->resp, s->cls);
     return s->cls == GRAPH_OK;
 }
 

@@ -39,9 +39,12 @@
 #include "server/config.h"
 #include "server/http.h"
 #include "server/mtls.h"
+#include "server/observe.h"
+#include "server/probe.h"
 #include "server/replay.h"
 #include "server/server.h"
 #include "server/sim.h"
+#include "server/stats.h"
 #include "server/tls.h"
 #include "server/upkeep.h"
 #include "server/uvwrite.h"
@@ -89,7 +92,8 @@ static const char USAGE[] =
     "                              split stored deliveries again and store new events\n"
     "  version\n"
     "\n"
-    "Settings come from the environment; see README.md or `hubbub config check`.\n";
+    "Settings come from the environment, then from the file HUBBUB_CONFIG_FILE names;\n"
+    "see README.md or `hubbub config check`.\n";
 
 static void die(const char *msg, const char *detail)
 {
@@ -101,6 +105,7 @@ static void die(const char *msg, const char *detail)
 
 struct serve_state {
     struct server srv;
+    struct config *cfg; /* srv.cfg, which SIGHUP may change */
     uv_async_t ingest_async;
     struct worker_pool *workers; /* NULL with HUBBUB_WORKERS=0 */
     struct upkeep *upkeep;
@@ -235,22 +240,78 @@ static void reload_master_keys(struct serve_state *st)
     uv_queue_work(st->srv.loop, &st->key_reload, key_reload_work, key_reload_done);
 }
 
-/* SIGHUP: read the certificate and key again. New connections get them;
- * open ones finish with the old ones. A bad file keeps the old ones. */
+/* SIGHUP, first: read the settings again (the environment and
+ * HUBBUB_CONFIG_FILE) and apply what can change while running: the log level
+ * and the certificate and key paths. Other changes are named, with a note
+ * that they need a restart; values are never logged (some are secrets).
+ * Settings that do not load keep the running ones. */
+static void reload_settings(struct serve_state *st)
+{
+    struct config next;
+    char err[512];
+    if (config_load(&next, err, sizeof(err)) != 0) {
+        char quoted[600];
+        log_error("SIGHUP: settings not reloaded; keeping the running ones", "error=%s",
+                  log_quote(quoted, sizeof(quoted), err, strlen(err)));
+        config_dispose(&next);
+        return;
+    }
+    struct config *cfg = st->cfg;
+    size_t n, changed = 0;
+    const struct config_setting *s = config_settings(&n);
+    for (size_t i = 0; i < n; i++) {
+        if (config_value_equal(cfg, &next, &s[i]))
+            continue;
+        changed++;
+        if (strcmp(s[i].env, "HUBBUB_LOG_LEVEL") == 0) {
+            /* Said at info level under whichever level shows it. */
+            enum log_level from = cfg->log_level;
+            bool said = log_enabled(HB_LOG_INFO);
+            if (said)
+                log_info("SIGHUP: log level changed", "from=%s to=%s", log_level_name(from),
+                         log_level_name(next.log_level));
+            log_set_level(next.log_level);
+            cfg->log_level = next.log_level;
+            if (!said)
+                log_info("SIGHUP: log level changed", "from=%s to=%s", log_level_name(from),
+                         log_level_name(next.log_level));
+        } else if (strcmp(s[i].env, "HUBBUB_TLS_CERT") == 0 ||
+                   strcmp(s[i].env, "HUBBUB_TLS_KEY") == 0) {
+            char **mine = (char **)((char *)cfg + s[i].offset);
+            char **theirs = (char **)((char *)&next + s[i].offset);
+            char *old = *mine;
+            *mine = *theirs;
+            *theirs = old; /* freed with next */
+            log_info("SIGHUP: setting changed", "setting=%s", s[i].env);
+        } else {
+            log_warn("SIGHUP: setting changed; it takes effect at the next start", "setting=%s",
+                     s[i].env);
+        }
+    }
+    if (changed == 0)
+        log_info("SIGHUP: settings unchanged", "%s", "");
+    config_dispose(&next);
+}
+
+/* SIGHUP, then: read the certificate and key again. New connections get
+ * them; open ones finish with the old ones. A bad file keeps the old ones. */
 static void on_sighup(uv_signal_t *sig, int signum)
 {
     (void)signum;
     struct serve_state *st = sig->data;
     struct server *srv = &st->srv;
+    reload_settings(st);
     reload_master_keys(st);
     if (st->tls_listener < 0 && st->tls_admin_listener < 0) {
-        log_info("SIGHUP: nothing to reload (no HTTPS listener)", "%s", "");
+        log_debug("SIGHUP: no certificate to reload (no HTTPS listener)", "%s", "");
         return;
     }
     SSL_CTX *main_ctx, *admin_ctx;
     char err[512];
     if (tls_contexts(srv->cfg, &srv->tls_stats, &main_ctx, &admin_ctx, err, sizeof(err)) != 0) {
-        log_error("SIGHUP: certificate not reloaded; keeping the old one", "error=\"%s\"", err);
+        char q[600];
+        log_error("SIGHUP: certificate not reloaded; keeping the old one", "error=%s",
+                  log_quote(q, sizeof(q), err, strlen(err)));
         return;
     }
     char what[320] = "";
@@ -311,7 +372,7 @@ static void raise_nofile_limit(void)
         log_debug("open-file limit", "nofile=%llu", (unsigned long long)rl.rlim_cur);
 }
 
-static int cmd_serve(const struct config *cfg)
+static int cmd_serve(struct config *cfg)
 {
     const char *kwhy;
     struct keyring *keys = keyring_new(cfg->master_key, cfg->master_key_file, &kwhy);
@@ -340,6 +401,9 @@ static int cmd_serve(const struct config *cfg)
     struct server *srv = &st.srv;
     srv->loop = &loop;
     srv->cfg = cfg;
+    st.cfg = cfg;
+    srv->stats = stats_new();
+    srv->probe = probe_start(cfg->database_url, cfg->probe_interval_ms);
     srv->keys = keys;
     srv->pool = db_pool_new(cfg->database_url, cfg->db_pool_size);
     db_pool_set_statement_timeout(srv->pool, cfg->api_statement_timeout_ms);
@@ -361,9 +425,16 @@ static int cmd_serve(const struct config *cfg)
 
     uv_async_init(&loop, &st.ingest_async, on_ingest_async);
     st.ingest_async.data = &st;
-    struct db_ingest_config icfg = {cfg->database_url,     cfg->ingest_writers,
-                                    cfg->ingest_batch_max, cfg->ingest_queue_limit,
-                                    cfg->db_retry_max_ms,  cfg->ingest_statement_timeout_ms};
+    struct db_ingest_config icfg = {.url = cfg->database_url,
+                                    .writers = cfg->ingest_writers,
+                                    .batch_max = cfg->ingest_batch_max,
+                                    .queue_limit = cfg->ingest_queue_limit,
+                                    .retry_max_ms = cfg->db_retry_max_ms,
+                                    .statement_timeout_ms = cfg->ingest_statement_timeout_ms,
+                                    .batch_size = stats_batch_size(srv->stats),
+                                    .commit_us = stats_commit_us(srv->stats),
+                                    .on_stored = stats_events_stored,
+                                    .on_stored_arg = srv->stats};
     srv->ingest = db_ingest_new(&icfg, on_ingest_notify, &st.ingest_async);
     curl_global_init(CURL_GLOBAL_DEFAULT); /* before any thread uses libcurl */
     if (cfg->workers > 0 &&
@@ -373,11 +444,15 @@ static int cmd_serve(const struct config *cfg)
                  "lease_ms=%" PRId64 " call_ms=%" PRId64, cfg->job_lease_ms,
                  cfg->graph_timeout_ms + cfg->graph_connect_timeout_ms);
     if (cfg->workers > 0)
-        st.workers = worker_pool_start(cfg, keys);
+        st.workers = worker_pool_start(cfg, keys, srv->stats);
+    srv->workers = st.workers;
     st.upkeep = upkeep_start(cfg);
 
     srv->http = http_new(&loop, cfg->body_limit, cfg->request_timeout_ms);
+    http_set_observer(srv->http, observe_request_done, srv);
     http_route(srv->http, "/healthz", true, healthz, srv);
+    http_route(srv->http, "/readyz", true, observe_readyz, srv);
+    http_route(srv->http, "/metrics", true, observe_metrics, srv);
     http_route(srv->http, WEBHOOK_PREFIX, false, webhook_handle, srv);
     http_route(srv->http, ADMIN_PREFIX, false, admin_handle, srv);
     http_route(srv->http, "/openapi.yaml", true, admin_openapi, srv);
@@ -450,7 +525,9 @@ static int cmd_serve(const struct config *cfg)
         exit(rc == 0 ? 0 : 1);
     }
     curl_global_cleanup();
+    probe_stop(srv->probe, 1000);
     db_ingest_free(srv->ingest);
+    stats_free(srv->stats);
     appcache_free(srv->apps);
     db_pool_free(srv->pool);
     db_replica_free(srv->replica);
@@ -901,7 +978,8 @@ static int cmd_config(int argc, char **argv)
     for (size_t i = 0; i < n; i++) {
         char value[256];
         config_format_value(&cfg, &s[i], value, sizeof(value));
-        printf("%-*s %s\n", width, s[i].env, value);
+        printf("%-*s %-7s %s\n", width, s[i].env,
+               config_source_name((enum config_source)cfg.sources[i]), value);
     }
     struct secretbox keys;
     const char *why;

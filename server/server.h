@@ -19,8 +19,12 @@
 #include "server/config.h"
 #include "server/http.h"
 #include "server/mtls.h"
+#include "server/probe.h"
 #include "server/ratelimit.h"
+#include "server/stats.h"
 #include "server/tls.h"
+
+struct worker_pool;
 
 struct server {
     uv_loop_t *loop;
@@ -38,6 +42,9 @@ struct server {
     struct log_throttle refusal_log; /* wrong signatures and verify tokens */
     struct mtls_policy mtls;         /* who may reach the webhooks */
     struct tls_stats tls_stats;      /* refused TLS handshakes */
+    struct stats *stats;             /* what /metrics shows */
+    struct probe *probe;             /* the database as /readyz and /metrics see it */
+    struct worker_pool *workers;     /* NULL with HUBBUB_WORKERS=0 */
     bool stopping;
 };
 

@@ -31,9 +31,13 @@ struct app_wait {
     uint8_t digest[SIGNATURE_LEN];
 };
 
-/* A request waiting for its delivery to commit. */
+/* A request waiting for its delivery to commit. The request may be gone
+ * when the commit ends, so what its log line and counters need is copied. */
 struct commit_wait {
     struct http_hold hold;
+    struct stats_app *stats;
+    char req_id[HTTP_REQUEST_ID_MAX + 1];
+    char meta_app_id[APP_ID_MAX + 1];
 };
 
 static bool valid_app_id(h2o_iovec_t id)
@@ -46,9 +50,17 @@ static bool valid_app_id(h2o_iovec_t id)
     return true;
 }
 
-static void send_lookup_error(h2o_req_t *req, int rc)
+static void send_lookup_error(struct server *srv, h2o_req_t *req, int rc, bool is_get)
 {
     int status = http_status_of(rc);
+    if (is_get)
+        stats_verification(srv->stats, status == 404   ? STATS_VERIFY_UNKNOWN_APP
+                                       : status == 503 ? STATS_VERIFY_UNAVAILABLE
+                                                       : STATS_VERIFY_BAD_REQUEST);
+    else
+        stats_delivery(stats_app(srv->stats, NULL), status == 404   ? STATS_UNKNOWN_APP
+                                                    : status == 503 ? STATS_DB_UNAVAILABLE
+                                                                    : STATS_FAILED);
     if (status == 404)
         http_send_error(req, status, "not_found", "no app with this id");
     else if (status == 503)
@@ -73,12 +85,13 @@ static bool token_matches(const struct buf *expected, h2o_iovec_t given)
 
 /* Logs a refused request, at most once a second: a flood of forged requests
  * must not turn into a flood of log lines. */
-static void log_refusal(struct server *srv, const char *msg, const struct app *app, size_t bytes)
+static void log_refusal(struct server *srv, h2o_req_t *req, const char *msg, const struct app *app,
+                        size_t bytes)
 {
     uint64_t held;
     if (log_throttle_pass(&srv->refusal_log, uv_now(srv->loop), REFUSAL_LOG_INTERVAL_MS, &held))
-        log_warn(msg, "meta_app_id=%s bytes=%zu similar_held_back=%" PRIu64, app->meta_app_id,
-                 bytes, held);
+        log_warn(msg, "req=%s app=%s bytes=%zu similar_held_back=%" PRIu64, http_request_id(req),
+                 app->meta_app_id, bytes, held);
 }
 
 static void verify(struct server *srv, h2o_req_t *req, const struct app *app)
@@ -86,24 +99,30 @@ static void verify(struct server *srv, h2o_req_t *req, const struct app *app)
     h2o_iovec_t mode = {NULL, 0}, token = {NULL, 0}, challenge = {NULL, 0};
     if (http_query(req, "hub.mode", &mode) < 0 || http_query(req, "hub.verify_token", &token) < 0 ||
         http_query(req, "hub.challenge", &challenge) < 0) {
+        stats_verification(srv->stats, STATS_VERIFY_BAD_REQUEST);
         http_send_error(req, 400, "bad_request", "the query string is not valid percent-encoding");
         return;
     }
     if (!h2o_memis(mode.base, mode.len, H2O_STRLIT("subscribe"))) {
+        stats_verification(srv->stats, STATS_VERIFY_BAD_REQUEST);
         http_send_error(req, 403, "verification_failed", "hub.mode must be \"subscribe\"");
         return;
     }
     if (!token_matches(&app->verify_token, token)) {
-        log_refusal(srv, "verification with a wrong verify token", app, 0);
+        stats_verification(srv->stats, STATS_VERIFY_BAD_TOKEN);
+        log_refusal(srv, req, "verification with a wrong verify token", app, 0);
         http_send_error(req, 403, "verification_failed",
                         "hub.verify_token does not match the app's verify token");
         return;
     }
     if (challenge.len == 0 || challenge.len > CHALLENGE_MAX) {
+        stats_verification(srv->stats, STATS_VERIFY_BAD_REQUEST);
         http_send_error(req, 400, "bad_request", "hub.challenge is missing or too long");
         return;
     }
-    log_info("verification handshake answered", "meta_app_id=%s", app->meta_app_id);
+    stats_verification(srv->stats, STATS_VERIFY_OK);
+    log_info("verification handshake answered", "req=%s app=%s", http_request_id(req),
+             app->meta_app_id);
     http_add_header(req, "x-content-type-options", "nosniff");
     http_send(req, 200, "OK", "text/plain; charset=utf-8", challenge.base, challenge.len);
 }
@@ -172,8 +191,10 @@ void webhook_split(struct ingest_delivery *d, const char *body, size_t len,
 static void accept_delivery(struct server *srv, h2o_req_t *req, const struct app *app,
                             const uint8_t digest[SIGNATURE_LEN])
 {
+    struct stats_app *counts = stats_app(srv->stats, app->meta_app_id);
     if (!signature_ok(app, digest, req->entity)) {
-        log_refusal(srv, "delivery with a wrong signature; not stored", app, req->entity.len);
+        stats_delivery(counts, STATS_BAD_SIGNATURE);
+        log_refusal(srv, req, "delivery with a wrong signature; not stored", app, req->entity.len);
         http_send_error(req, 403, "bad_signature",
                         "X-Hub-Signature-256 does not match the body signed with the app secret");
         return;
@@ -181,12 +202,16 @@ static void accept_delivery(struct server *srv, h2o_req_t *req, const struct app
     struct ingest_delivery *d = delivery_from(req, app, digest, srv->cfg);
     struct commit_wait *wait = xmalloc(sizeof(*wait));
     http_hold_init(&wait->hold, req);
+    wait->stats = counts;
+    snprintf(wait->req_id, sizeof(wait->req_id), "%s", http_request_id(req));
+    snprintf(wait->meta_app_id, sizeof(wait->meta_app_id), "%s", app->meta_app_id);
     d->data = wait;
     int rc = db_ingest_submit(srv->ingest, d);
     if (rc != 0) {
         http_hold_release(&wait->hold);
         free(wait);
         ingest_delivery_free(d);
+        stats_delivery(counts, rc == HB_EBUSY ? STATS_OVERLOADED : STATS_DB_UNAVAILABLE);
         if (rc == HB_EBUSY)
             http_send_error(req, 503, "overloaded", "too many deliveries waiting; retry later");
         else
@@ -200,17 +225,34 @@ void webhook_on_completed(struct server *srv, struct ingest_delivery *d)
 {
     struct commit_wait *wait = d->data;
     h2o_req_t *req = http_hold_release(&wait->hold);
-    free(wait);
     srv->inflight--;
 
+    enum stats_delivery outcome = STATS_FAILED;
+    if (d->rc == 0 && d->reject_reason != NULL)
+        outcome = STATS_BAD_JSON;
+    else if (d->rc == 0)
+        outcome = d->nevents > 0 && d->nstored == 0 ? STATS_DUPLICATE : STATS_ACCEPTED;
+    else if (d->rc == HB_EUNAVAILABLE)
+        outcome = STATS_DB_UNAVAILABLE;
+    stats_delivery(wait->stats, outcome);
+
+    char tenant[24] = "none";
+    if (d->has_tenant)
+        snprintf(tenant, sizeof(tenant), "%" PRId64, d->tenant_id);
+    char reason[256];
     if (d->rc == 0 && d->reject_reason != NULL)
         log_warn("delivery stored as rejected",
-                 "app_id=%" PRId64 " delivery_id=%" PRId64 " reason=\"%s\"", d->app_id,
-                 d->delivery_id, d->reject_reason);
+                 "req=%s app=%s tenant=%s delivery_id=%" PRId64 " reason=%s", wait->req_id,
+                 wait->meta_app_id, tenant, d->delivery_id,
+                 log_quote(reason, sizeof(reason), d->reject_reason, strlen(d->reject_reason)));
     else if (d->rc == 0)
         log_debug("delivery stored",
-                  "app_id=%" PRId64 " delivery_id=%" PRId64 " events=%zu new=%zu", d->app_id,
-                  d->delivery_id, d->nevents, d->nstored);
+                  "req=%s app=%s tenant=%s delivery_id=%" PRId64 " events=%zu new=%zu",
+                  wait->req_id, wait->meta_app_id, tenant, d->delivery_id, d->nevents, d->nstored);
+    else
+        log_warn("delivery not stored", "req=%s app=%s tenant=%s error=%s", wait->req_id,
+                 wait->meta_app_id, tenant, hb_strerror(d->rc));
+    free(wait);
 
     if (req == NULL) {
         ingest_delivery_free(d);
@@ -248,7 +290,7 @@ static void on_app(void *arg, const struct app *app, int rc)
     srv->inflight--;
     if (req != NULL) {
         if (app == NULL)
-            send_lookup_error(req, rc);
+            send_lookup_error(srv, req, rc, http_method_is(req, "GET"));
         else if (http_method_is(req, "GET"))
             verify(srv, req, app);
         else
@@ -261,23 +303,30 @@ int webhook_handle(void *ctx, h2o_req_t *req)
 {
     struct server *srv = ctx;
     const char *why;
+    struct stats_app *unknown = stats_app(srv->stats, NULL);
     if (!mtls_allows(&srv->mtls, srv->http, req, &why)) {
         uint64_t held;
+        stats_delivery(unknown, STATS_CLIENT_REFUSED);
         if (log_throttle_pass(&srv->refusal_log, uv_now(srv->loop), REFUSAL_LOG_INTERVAL_MS, &held))
             log_warn("webhook request without Meta's client certificate refused",
-                     "why=\"%s\" refused_total=%" PRIu64 " similar_held_back=%" PRIu64, why,
-                     srv->mtls.refused, held);
+                     "req=%s why=\"%s\" refused_total=%" PRIu64 " similar_held_back=%" PRIu64,
+                     http_request_id(req), why, srv->mtls.refused, held);
         http_send_error(req, 403, "client_certificate_required", why);
         return 0;
     }
     h2o_iovec_t id = h2o_iovec_init(req->path_normalized.base + strlen(WEBHOOK_PREFIX),
                                     req->path_normalized.len - strlen(WEBHOOK_PREFIX));
+    bool is_get = http_method_is(req, "GET"), is_post = http_method_is(req, "POST");
     if (!valid_app_id(id)) {
+        if (is_get)
+            stats_verification(srv->stats, STATS_VERIFY_UNKNOWN_APP);
+        else
+            stats_delivery(unknown, STATS_UNKNOWN_APP);
         http_send_error(req, 404, "not_found", "no app with this id");
         return 0;
     }
-    bool is_get = http_method_is(req, "GET"), is_post = http_method_is(req, "POST");
     if (!is_get && !is_post) {
+        stats_delivery(unknown, STATS_BAD_METHOD);
         http_add_header(req, "allow", "GET, POST");
         http_send_error(req, 405, "method_not_allowed", "use GET to verify and POST to deliver");
         return 0;
@@ -286,6 +335,7 @@ int webhook_handle(void *ctx, h2o_req_t *req)
     if (is_post) {
         const h2o_iovec_t *sig = http_header(req, "x-hub-signature-256");
         if (sig == NULL || signature_parse(sig->base, sig->len, digest) != 0) {
+            stats_delivery(unknown, STATS_BAD_SIGNATURE);
             http_send_error(req, 403, "bad_signature",
                             sig == NULL ? "X-Hub-Signature-256 is missing"
                                         : "X-Hub-Signature-256 must be sha256= and 64 hex digits");
@@ -293,6 +343,10 @@ int webhook_handle(void *ctx, h2o_req_t *req)
         }
     }
     if (srv->stopping) {
+        if (is_get)
+            stats_verification(srv->stats, STATS_VERIFY_UNAVAILABLE);
+        else
+            stats_delivery(unknown, STATS_SHUTTING_DOWN);
         http_send_error(req, 503, "unavailable", "shutting down; retry later");
         return 0;
     }

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,6 +54,8 @@ struct worker_pool {
     struct worker *workers;
     uv_thread_t dispatcher;
     int stop_pipe[2]; /* wakes the dispatcher's poll(2) */
+    struct stats *stats;
+    atomic_int connections; /* workers holding a database connection */
 };
 
 static uint64_t now_ms(void)
@@ -112,9 +115,11 @@ static PGconn *connect_db(struct worker_pool *p, const char *who, struct log_thr
     char err[256];
     uint64_t held;
     PGconn *c = db_connect(p->cfg->database_url, err, sizeof(err));
+    char q[256];
     if (c == NULL && log_throttle_pass(t, now_ms(), DB_LOG_INTERVAL_MS, &held))
         log_warn("job queue: cannot connect to the database",
-                 "thread=%s error=\"%s\" similar_held_back=%" PRIu64, who, err, held);
+                 "thread=%s error=%s similar_held_back=%" PRIu64, who,
+                 log_quote(q, sizeof(q), err, strlen(err)), held);
     return c;
 }
 
@@ -144,10 +149,12 @@ static void worker_main(void *arg)
         .graph = graph_client_new(&go),
         .cfg = p->cfg,
         .keys = p->keys,
+        .stats = p->stats,
         .rng = (uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)w->index) | 1,
     };
     int64_t backoff = 100;
     struct log_throttle db_log = {0, 0};
+    bool counted = false; /* env.conn is in p->connections */
     while (!quiescing(p)) {
         uint64_t gen = generation(p);
         if (env.conn == NULL && (env.conn = connect_db(p, who, &db_log)) != NULL &&
@@ -155,6 +162,9 @@ static void worker_main(void *arg)
              db_messages_prepare(env.conn) != 0)) {
             PQfinish(env.conn);
             env.conn = NULL;
+        } else if (env.conn != NULL && !counted) {
+            atomic_fetch_add(&p->connections, 1);
+            counted = true;
         }
         if (env.conn == NULL) {
             sleep_unless_woken(p, false, 0, backoff);
@@ -195,11 +205,15 @@ static void worker_main(void *arg)
                          who, hb_strerror(rc), held);
             PQfinish(env.conn);
             env.conn = NULL;
+            atomic_fetch_sub(&p->connections, 1);
+            counted = false;
             wait = backoff;
         }
         sleep_unless_woken(p, !is_lost, gen, wait);
     }
     PQfinish(env.conn);
+    if (counted)
+        atomic_fetch_sub(&p->connections, 1);
     graph_client_free(env.graph);
     uv_mutex_lock(&p->mu);
     p->alive--;
@@ -319,11 +333,14 @@ static void dispatcher_main(void *arg)
     uv_mutex_unlock(&p->mu);
 }
 
-struct worker_pool *worker_pool_start(const struct config *cfg, struct keyring *keys)
+struct worker_pool *worker_pool_start(const struct config *cfg, struct keyring *keys,
+                                      struct stats *stats)
 {
     struct worker_pool *p = xcalloc(1, sizeof(*p));
     p->cfg = cfg;
     p->keys = keys;
+    p->stats = stats;
+    atomic_init(&p->connections, 0);
     char host[64] = "localhost";
     gethostname(host, sizeof(host) - 1);
     snprintf(p->owner, sizeof(p->owner), "%s:%d", host, (int)getpid());
@@ -363,6 +380,11 @@ static void release_jobs(struct worker_pool *p, const int64_t *ids, const int64_
         log_warn("jobs still running at shutdown were put back in the queue",
                  "running=%d released=%d", n, released);
     PQfinish(c);
+}
+
+int worker_pool_connections(struct worker_pool *p)
+{
+    return atomic_load(&p->connections);
 }
 
 void worker_pool_quiesce(struct worker_pool *p)

@@ -21,12 +21,18 @@
 
 #include "lib/keyring.h"
 #include "server/config.h"
+#include "server/stats.h"
 
 struct worker_pool;
 
-/* Starts cfg->workers threads and the dispatcher. cfg and keys must outlive
- * the pool. Never fails: a database that is down is retried. */
-struct worker_pool *worker_pool_start(const struct config *cfg, struct keyring *keys);
+/* Starts cfg->workers threads and the dispatcher. cfg, keys and stats (may
+ * be NULL; Graph API calls are counted there) must outlive the pool. Never
+ * fails: a database that is down is retried. */
+struct worker_pool *worker_pool_start(const struct config *cfg, struct keyring *keys,
+                                      struct stats *stats);
+
+/* Workers holding a database connection now. Any thread. */
+int worker_pool_connections(struct worker_pool *p);
 
 /* Stops claiming jobs; running ones go on. Callable from any thread. */
 void worker_pool_quiesce(struct worker_pool *p);

@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include "lib/hb.h"
 #include "server/config.h"
@@ -153,6 +155,113 @@ static void test_secrets_are_masked(void **state)
     config_dispose(&cfg);
 }
 
+static void test_config_file_parse(void **state)
+{
+    (void)state;
+    static const char text[] = "# a comment\n"
+                               "; another\n"
+                               "\n"
+                               "   \t\n"
+                               "HUBBUB_LOG_LEVEL=debug\n"
+                               "  HUBBUB_LISTEN = 127.0.0.1:9000  \n"
+                               "export HUBBUB_DB_POOL_SIZE=8\n"
+                               "DATABASE_URL=\"postgresql://u:p@h/db?x=1 #not a comment\"\n"
+                               "HUBBUB_MTLS_CN='single \\ \"kept\"'\n"
+                               "Q=\"a\\\"b\\\\c\\nd\"\n"
+                               "EMPTY=\n"
+                               "CRLF=value\r\n"
+                               "LAST=no newline";
+    struct config_pair *p;
+    size_t n;
+    char err[128];
+    assert_int_equal(config_file_parse(text, sizeof(text) - 1, &p, &n, err, sizeof(err)), 0);
+    static const char *const want[][2] = {
+        {"HUBBUB_LOG_LEVEL", "debug"},
+        {"HUBBUB_LISTEN", "127.0.0.1:9000"},
+        {"HUBBUB_DB_POOL_SIZE", "8"},
+        {"DATABASE_URL", "postgresql://u:p@h/db?x=1 #not a comment"},
+        {"HUBBUB_MTLS_CN", "single \\ \"kept\""},
+        {"Q", "a\"b\\c\nd"},
+        {"EMPTY", ""},
+        {"CRLF", "value"},
+        {"LAST", "no newline"},
+    };
+    assert_int_equal(n, sizeof(want) / sizeof(want[0]));
+    for (size_t i = 0; i < n; i++) {
+        assert_string_equal(p[i].key, want[i][0]);
+        assert_string_equal(p[i].value, want[i][1]);
+    }
+    config_pairs_free(p, n);
+
+    static const struct {
+        const char *text, *err;
+    } bad[] = {
+        {"JUSTAWORD\n", "line 1"}, {"A=1\n=2\n", "line 2"}, {"A=1\nB=\"open\n", "line 2"},
+        {"A='x' y\n", "line 1"},   {"1A=x\n", "line 1"},    {"A B=x\n", "line 1"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err[0] = '\0';
+        assert_int_equal(
+            config_file_parse(bad[i].text, strlen(bad[i].text), &p, &n, err, sizeof(err)),
+            HB_EINVAL);
+        assert_non_null(strstr(err, bad[i].err));
+    }
+}
+
+static void test_environment_wins_over_file(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/hubbub-test-config-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    static const char text[] = "DATABASE_URL=postgresql:///fromfile\n"
+                               "HUBBUB_LOG_LEVEL=debug\n"
+                               "HUBBUB_DB_POOL_SIZE=9\n"
+                               "HUBBUB_CONFIG_FILE=/elsewhere\n";
+    assert_int_equal(write(fd, text, sizeof(text) - 1), (ssize_t)(sizeof(text) - 1));
+    close(fd);
+    clear_env();
+    setenv("HUBBUB_CONFIG_FILE", path, 1);
+    setenv("HUBBUB_DB_POOL_SIZE", "3", 1);
+    struct config cfg;
+    char err[512] = "";
+    assert_int_equal(config_load(&cfg, err, sizeof(err)), 0);
+    assert_string_equal(cfg.database_url, "postgresql:///fromfile");
+    assert_int_equal(cfg.log_level, HB_LOG_DEBUG);
+    assert_int_equal(cfg.db_pool_size, 3);
+    assert_string_equal(cfg.config_file, path);
+    size_t n;
+    const struct config_setting *s = config_settings(&n);
+    for (size_t i = 0; i < n; i++) {
+        const char *want = "default";
+        if (strcmp(s[i].env, "DATABASE_URL") == 0 || strcmp(s[i].env, "HUBBUB_LOG_LEVEL") == 0)
+            want = "file";
+        else if (strcmp(s[i].env, "HUBBUB_DB_POOL_SIZE") == 0 ||
+                 strcmp(s[i].env, "HUBBUB_CONFIG_FILE") == 0)
+            want = "env";
+        else if (s[i].default_value == NULL)
+            continue; /* unset */
+        if (strcmp(config_source_name((enum config_source)cfg.sources[i]), want) != 0)
+            fail_msg("%s came from %s, not %s", s[i].env,
+                     config_source_name((enum config_source)cfg.sources[i]), want);
+    }
+    config_dispose(&cfg);
+
+    /* A bad value in the file names the variable; a missing file is an error. */
+    fd = open(path, O_WRONLY | O_TRUNC);
+    static const char bad[] = "DATABASE_URL=x\nHUBBUB_LOG_LEVEL=loud\n";
+    assert_int_equal(write(fd, bad, sizeof(bad) - 1), (ssize_t)(sizeof(bad) - 1));
+    close(fd);
+    assert_int_equal(config_load(&cfg, err, sizeof(err)), HB_EINVAL);
+    assert_non_null(strstr(err, "HUBBUB_LOG_LEVEL"));
+    config_dispose(&cfg);
+    unlink(path);
+    assert_int_equal(config_load(&cfg, err, sizeof(err)), HB_EINVAL);
+    assert_non_null(strstr(err, "HUBBUB_CONFIG_FILE"));
+    config_dispose(&cfg);
+    clear_env();
+}
+
 static void test_readme_documents_every_setting(void **state)
 {
     (void)state;
@@ -240,6 +349,8 @@ int main(void)
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_errors_name_the_variable),
         cmocka_unit_test(test_secrets_are_masked),
+        cmocka_unit_test(test_config_file_parse),
+        cmocka_unit_test(test_environment_wins_over_file),
         cmocka_unit_test(test_readme_documents_every_setting),
         cmocka_unit_test(test_env_file_lists_every_setting),
     };
