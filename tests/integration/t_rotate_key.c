@@ -8,7 +8,8 @@
  * leaves the file, SIGHUP, and signatures, the verify handshake and the
  * workers' use of account tokens all still work; another run changes
  * nothing; and the process never signalled opens new-key values by reading
- * the file again when it meets an unknown key id.
+ * the file again when it meets an unknown key id. A value written while
+ * `hubbub keys rotate` waits for its row is kept, in every column.
  */
 #include <pthread.h>
 #include <signal.h>
@@ -269,6 +270,101 @@ static char *open_as(const char *hex, const char *context, const char *sealed)
     buf_dispose(&out);
     secretbox_dispose(&sb);
     return plain;
+}
+
+struct rotate_run {
+    pthread_t thread;
+    int rc;
+    char *out;
+};
+
+static void *rotate_run(void *arg)
+{
+    struct rotate_run *r = arg;
+    const char *rotate[] = {"keys", "rotate", NULL};
+    r->rc = run(rotate, &r->out);
+    return NULL;
+}
+
+static char *seal_as(const char *hex, const char *context, const char *plain)
+{
+    struct secretbox sb;
+    secretbox_init(&sb);
+    secretbox_add_key_hex(&sb, hex, strlen(hex));
+    char *sealed = secretbox_seal(&sb, context, plain, strlen(plain));
+    secretbox_dispose(&sb);
+    return sealed;
+}
+
+/* For each column: a row under the old key, then a write of a new value
+ * (under the new key, as a signalled process's API writes it) that commits
+ * while `hubbub keys rotate` waits for that row, between its read and its
+ * write. The new value must win: the re-sealed old one must not overwrite
+ * it. */
+static void cas_rounds(long long app1)
+{
+    long long app2 = h_db_int(&db, "SELECT id FROM apps WHERE meta_app_id = '" APP2 "'");
+    long long secret2 = h_db_int(&db, "SELECT min(s.id) FROM app_secrets s"
+                                      " JOIN apps p ON p.id = s.app_id"
+                                      " WHERE p.meta_app_id = '" APP2 "'");
+    long long bulk7 = h_db_int(&db, "SELECT id FROM accounts WHERE ig_id = '9%015d'", 7);
+    long long job = h_db_int(&db, "SELECT max(id) FROM jobs WHERE kind = 'unsubscribe'");
+    long long job_app = h_db_int(&db, "SELECT app_id FROM jobs WHERE id = %lld", job);
+    struct {
+        const char *name, *table, *set, *set_end, *get;
+        long long id;
+        char context[96];
+    } rounds[] = {
+        {"apps.verify_token_sealed", "apps", "verify_token_sealed = '", "'", "verify_token_sealed",
+         app2, "verify_token:" APP2},
+        {"app_secrets.secret_sealed", "app_secrets", "secret_sealed = '", "'", "secret_sealed",
+         secret2, "app_secret:" APP2},
+        {"accounts.access_token_sealed", "accounts", "access_token_sealed = '", "'",
+         "access_token_sealed", bulk7, ""},
+        {"jobs.payload.access_token_sealed", "jobs",
+         "payload = jsonb_set(payload, '{access_token_sealed}', to_jsonb('", "'::text))",
+         "payload->>'access_token_sealed'", job, ""},
+    };
+    snprintf(rounds[2].context, sizeof(rounds[2].context), "access_token:%lld:9%015d", app1, 7);
+    snprintf(rounds[3].context, sizeof(rounds[3].context), "access_token:%lld:" IG3, job_app);
+
+    write_key_file(K_NEW, K_OLD);
+    PGconn *x = PQconnectdb(db.url);
+    if (PQstatus(x) != CONNECTION_OK)
+        tap_bail("a second connection: %s", PQerrorMessage(x));
+    for (size_t i = 0; i < sizeof(rounds) / sizeof(rounds[0]); i++) {
+        char set[512], sql[1024];
+        char *old = seal_as(K_OLD, rounds[i].context, "value-before");
+        snprintf(set, sizeof(set), "%s%s%s", rounds[i].set, old, rounds[i].set_end);
+        h_db_exec(&db, "UPDATE %s SET %s WHERE id = %lld", rounds[i].table, set, rounds[i].id);
+        free(old);
+
+        char *fresh = seal_as(K_NEW, rounds[i].context, "value-written-meanwhile");
+        snprintf(set, sizeof(set), "%s%s%s", rounds[i].set, fresh, rounds[i].set_end);
+        snprintf(sql, sizeof(sql), "BEGIN; UPDATE %s SET %s WHERE id = %lld", rounds[i].table, set,
+                 rounds[i].id);
+        PQclear(PQexec(x, sql));
+        struct rotate_run r = {0};
+        pthread_create(&r.thread, NULL, rotate_run, &r);
+        bool waited = h_wait_sql(&db, "1", H_WAIT_MS,
+                                 "SELECT count(*) FROM pg_stat_activity WHERE datname ="
+                                 " current_database() AND wait_event_type = 'Lock'");
+        PQclear(PQexec(x, "COMMIT"));
+        pthread_join(r.thread, NULL);
+        tap_ok(waited, "%s: keys rotate read the row, then waited for the write", rounds[i].name);
+        tap_is_int(r.rc, 0, "%s: keys rotate succeeds", rounds[i].name);
+        char *now = h_db_text(&db, "SELECT %s FROM %s WHERE id = %lld", rounds[i].get,
+                              rounds[i].table, rounds[i].id);
+        char *plain = open_as(K_NEW, rounds[i].context, now);
+        tap_is_str(plain != NULL ? plain : "(does not open)", "value-written-meanwhile",
+                   "%s: the value written meanwhile is kept, not overwritten", rounds[i].name);
+        free(plain);
+        free(now);
+        free(fresh);
+        free(r.out);
+    }
+    PQfinish(x);
+    write_key_file(K_NEW, NULL);
 }
 
 int main(void)
@@ -543,6 +639,8 @@ int main(void)
     free(still);
     free(lost);
     h_db_exec(&db, "DELETE FROM app_secrets WHERE id = %lld", lost_id);
+
+    cas_rounds(w.app1);
 
     const char *generate[] = {"keys", "generate", NULL};
     tap_is_int(run(generate, &out), 0, "keys generate");
