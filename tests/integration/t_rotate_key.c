@@ -679,11 +679,17 @@ int main(void)
     tap_is_int(signed_post(&a, APP1, SECRET1, 100007), 200, "signatures verify after it");
     tap_is_int(handshake(&b, APP1, VTOKEN1, &hs), 200, "the handshake works after it");
     free(hs);
-    /* A fresh run from the start: a new random key. */
+    /* A fresh run from the start: a new random key. The file is readable by
+     * its group (as for a service reading it through its group) and, by
+     * mistake, by others. */
+    chmod(key_path, 0644);
     rc = script("", &out);
     tap_is_int(rc, 0, "ops/rotate-key from the start");
     tap_contains(out, "a new key first, then the old ones", "it generated a new key");
     free(out);
+    tap_ok(stat(key_path, &st) == 0 && (st.st_mode & 0777) == 0640,
+           "the group keeps its access to the key file, others lose theirs (mode %o)",
+           (unsigned)(st.st_mode & 0777));
     snprintf(cmd, sizeof(cmd), "test \"$(grep -c . %s)\" = 1 && ! grep -qx %s %s", key_path,
              K_THIRD, key_path);
     tap_is_int(system(cmd), 0, "the key file holds one key, a new one");
