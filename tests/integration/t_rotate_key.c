@@ -367,6 +367,61 @@ static void cas_rounds(long long app1)
     write_key_file(K_NEW, NULL);
 }
 
+/* A directory of wrappers for the commands ops/rotate-key runs, each
+ * logging its command line to log before running the real one: a key must
+ * never be on a command line, where every user of the host can read it. */
+static void spy_dir(const char *dir, const char *log)
+{
+    static const char *const CMDS[] = {"sed", "tr",    "grep",  "head", "cat",   "cp",   "mv",
+                                       "rm",  "chmod", "chown", "sync", "sleep", "date", "dirname"};
+    if (mkdir(dir, 0700) != 0)
+        tap_bail("mkdir %s", dir);
+    for (size_t i = 0; i < sizeof(CMDS) / sizeof(CMDS[0]); i++) {
+        char real[64], path[160];
+        snprintf(real, sizeof(real), "/usr/bin/%s", CMDS[i]);
+        if (access(real, X_OK) != 0)
+            snprintf(real, sizeof(real), "/bin/%s", CMDS[i]);
+        if (access(real, X_OK) != 0)
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, CMDS[i]);
+        FILE *f = fopen(path, "w");
+        if (f == NULL)
+            tap_bail("cannot write %s", path);
+        fprintf(f, "#!/bin/sh\nprintf '%%s\\n' \"$0 $*\" >>%s\nexec %s \"$@\"\n", log, real);
+        fclose(f);
+        chmod(path, 0700);
+    }
+}
+
+static char *read_all(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return NULL;
+    size_t len = 0, cap = 4096;
+    char *buf = malloc(cap);
+    size_t n;
+    while ((n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
+        len += n;
+        if (cap - len < 1024)
+            buf = realloc(buf, cap *= 2);
+    }
+    buf[len] = '\0';
+    fclose(f);
+    return buf;
+}
+
+/* Whether s holds 64 hex characters in a row: a key. */
+static bool has_key_text(const char *s)
+{
+    for (size_t run = 0; *s != '\0'; s++) {
+        run = strchr("0123456789abcdefABCDEF", *s) != NULL ? run + 1 : 0;
+        if (run >= 64)
+            return true;
+    }
+    return false;
+}
+
 int main(void)
 {
     key_id(K_OLD, old_id);
@@ -654,7 +709,12 @@ int main(void)
     snprintf(cmd, sizeof(cmd), "cp -p %s %s", key_path, backup);
     tap_is_int(system(cmd), 0, "a backup as step (a) leaves it");
     write_key_file(K_THIRD, K_NEW);
-    rc = script("", &out);
+    char spy[96], spy_log[128], spy_path[256];
+    snprintf(spy, sizeof(spy), "/tmp/hubbub-rotate-%d.bin", (int)getpid());
+    snprintf(spy_log, sizeof(spy_log), "%s.log", spy);
+    snprintf(spy_path, sizeof(spy_path), "PATH=%s:\"$PATH\"", spy);
+    spy_dir(spy, spy_log);
+    rc = script(spy_path, &out);
     tap_is_int(rc, 0, "ops/rotate-key finishes the interrupted rotation");
     tap_contains(out, "continuing with the new key already first",
                  "it goes on with the key it had written");
@@ -683,7 +743,7 @@ int main(void)
      * its group (as for a service reading it through its group) and, by
      * mistake, by others. */
     chmod(key_path, 0644);
-    rc = script("", &out);
+    rc = script(spy_path, &out);
     tap_is_int(rc, 0, "ops/rotate-key from the start");
     tap_contains(out, "a new key first, then the old ones", "it generated a new key");
     free(out);
@@ -696,6 +756,16 @@ int main(void)
     tap_is_int(run(status, &out), 0, "every value is sealed by it");
     tap_ok(strstr(out, third_id) == NULL, "none by the previous key");
     free(out);
+    char *spied = read_all(spy_log);
+    tap_ok(spied != NULL && strstr(spied, "/sed ") != NULL,
+           "the commands ops/rotate-key ran were seen");
+    tap_ok(spied != NULL && !has_key_text(spied), "no key was ever on a command line");
+    if (spied != NULL && has_key_text(spied))
+        tap_diag("%s", spied);
+    free(spied);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s %s", spy, spy_log);
+    if (system(cmd) != 0)
+        tap_diag("could not remove %s", spy);
     rc = script("HUBBUB_MASTER_KEY=" K_THIRD, &out);
     tap_is_int(rc, 1, "ops/rotate-key refuses a key given in the environment");
     tap_contains(out, "Rotation needs the file form", "and says what to do instead");
