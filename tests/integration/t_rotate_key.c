@@ -237,14 +237,17 @@ static void *write_run(void *arg)
     return NULL;
 }
 
-/* Runs ops/rotate-key on the two servers with extra "K=V" settings. */
-static int script(const char *extra, char **out)
+/* Runs ops/rotate-key on the two servers (or with --no-signal) with extra
+ * "K=V" settings. */
+static int script_how(const char *extra, bool is_signalling, char **out)
 {
-    char cmd[1024];
+    char cmd[1024], how[64] = "--no-signal";
+    if (is_signalling)
+        snprintf(how, sizeof(how), "--pid %d --pid %d", (int)a.pid, (int)b.pid);
     snprintf(cmd, sizeof(cmd),
              "env -u HUBBUB_MASTER_KEY -u HUBBUB_MASTER_KEY_FILE DATABASE_URL='%s' %s "
-             "%s/ops/rotate-key --key-file %s --pid %d --pid %d --hubbub %s --settle 0.3 2>&1",
-             db.url, extra, HB_SOURCE_DIR, key_path, (int)a.pid, (int)b.pid, h_binary());
+             "%s/ops/rotate-key --key-file %s %s --hubbub %s --settle 0.3 2>&1",
+             db.url, extra, HB_SOURCE_DIR, key_path, how, h_binary());
     FILE *p = popen(cmd, "r");
     if (p == NULL)
         tap_bail("popen");
@@ -257,6 +260,11 @@ static int script(const char *extra, char **out)
     *out = buf;
     int status = pclose(p);
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+static int script(const char *extra, char **out)
+{
+    return script_how(extra, true, out);
 }
 
 static char *open_as(const char *hex, const char *context, const char *sealed)
@@ -766,6 +774,25 @@ int main(void)
     snprintf(cmd, sizeof(cmd), "rm -rf %s %s", spy, spy_log);
     if (system(cmd) != 0)
         tap_diag("could not remove %s", spy);
+    /* --no-signal: no process was told to stop sealing with the old key, so
+     * it stays in the file; a signalling run finishes. */
+    rc = script_how("", false, &out);
+    tap_is_int(rc, 0, "ops/rotate-key --no-signal re-seals");
+    tap_contains(out, "The old keys stay in", "and says the old keys stay");
+    free(out);
+    snprintf(cmd, sizeof(cmd), "test \"$(grep -c . %s)\" = 2 && sed -n 2p %s | cmp -s - %s",
+             key_path, key_path, backup);
+    tap_is_int(system(cmd), 0, "--no-signal: the old key is still in the file, after the new");
+    tap_ok(access(backup, F_OK) == 0, "--no-signal: the backup is kept");
+    rc = script("", &out);
+    tap_is_int(rc, 0, "a signalling run then finishes the rotation");
+    tap_contains(out, "continuing with the new key already first", "with the same new key");
+    free(out);
+    snprintf(cmd, sizeof(cmd), "test \"$(grep -c . %s)\" = 1", key_path);
+    tap_is_int(system(cmd), 0, "and the old key leaves the file");
+    tap_is_int(run(status, &out), 0, "every value is sealed by the key left");
+    free(out);
+
     rc = script("HUBBUB_MASTER_KEY=" K_THIRD, &out);
     tap_is_int(rc, 1, "ops/rotate-key refuses a key given in the environment");
     tap_contains(out, "Rotation needs the file form", "and says what to do instead");
