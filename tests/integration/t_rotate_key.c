@@ -356,7 +356,8 @@ static void cas_rounds(long long app1)
         pthread_create(&r.thread, NULL, rotate_run, &r);
         bool waited = h_wait_sql(&db, "1", H_WAIT_MS,
                                  "SELECT count(*) FROM pg_stat_activity WHERE datname ="
-                                 " current_database() AND wait_event_type = 'Lock'");
+                                 " current_database() AND wait_event_type = 'Lock'"
+                                 " AND query LIKE 'UPDATE %%$3%%'");
         PQclear(PQexec(x, "COMMIT"));
         pthread_join(r.thread, NULL);
         tap_ok(waited, "%s: keys rotate read the row, then waited for the write", rounds[i].name);
