@@ -290,10 +290,16 @@ static int cmd_verify(int argc, char **argv)
     } else if (status >= 300 && status < 400) {
         char *location = NULL;
         curl_easy_getinfo(easy, CURLINFO_REDIRECT_URL, &location);
+        /* A redirect that keeps the query (http to https, a trailing slash)
+         * carries the verify token: only the part before it is shown. */
+        int shown = location != NULL ? (int)strcspn(location, "?#") : 0;
         buf_printf(&why,
-                   "redirected (HTTP %ld to %s); Meta does not follow redirects: use the final "
-                   "URL as the callback URL",
-                   status, location != NULL ? location : "an unnamed location");
+                   "redirected (HTTP %ld to %.*s%s); Meta does not follow redirects: use the "
+                   "final URL as the callback URL",
+                   status, shown, location != NULL ? location : "",
+                   location == NULL          ? "an unnamed location"
+                   : location[shown] != '\0' ? ", its query left out"
+                                             : "");
     } else if (status == 401 || status == 403) {
         buf_printf(&why,
                    "HTTP %ld: the server refused the handshake; the verify token does not match "

@@ -122,9 +122,13 @@ static void serve_one(struct listener *l, int c)
         return;
     }
     if (l->mode == REDIRECT) {
+        /* To https, keeping the path and the query, as servers commonly do. */
+        const char *target = strchr(buf, ' ');
+        target = target != NULL ? target + 1 : "/";
         snprintf(resp, sizeof(resp),
-                 "HTTP/1.1 301 Moved Permanently\r\nLocation: https://example.com/hook\r\n"
-                 "Content-Length: 0\r\nConnection: close\r\n\r\n");
+                 "HTTP/1.1 301 Moved Permanently\r\nLocation: https://example.com%.*s\r\n"
+                 "Content-Length: 0\r\nConnection: close\r\n\r\n",
+                 (int)strcspn(target, " \r\n"), target);
     } else if (l->mode == JSON_CHALLENGE) {
         const char *q = strstr(buf, "hub.challenge=");
         char ch[32] = "";
@@ -248,6 +252,9 @@ static void test_verify(const struct h_server *s)
     const char *redir[] = {"sim", "verify", lurl, "--verify-token", TOKEN, NULL};
     tap_is_int(sim(redir, NULL, NULL, &out), 1, "verify: a redirect exits 1");
     tap_contains(out, "Meta does not follow redirects", "verify: a redirect is named");
+    tap_contains(out, "to https://example.com/hook, its query left out",
+                 "verify: with where it leads");
+    tap_ok(strstr(out, "hamhock") == NULL, "verify: the verify token is not printed");
     tap_is_int(l.nreqs, 1, "verify: the redirect is not followed");
     free(out);
     listener_stop(&l);
