@@ -134,8 +134,16 @@ static void serve_one(struct listener *l, int c)
         char ch[32] = "";
         if (q != NULL)
             snprintf(ch, sizeof(ch), "%.*s", (int)strcspn(q + 14, "& "), q + 14);
-        char body[64];
-        int bl = snprintf(body, sizeof(body), "{\"hub.challenge\":\"%s\"}", ch);
+        /* Like a handler that answers with its parsed query, and its raw one. */
+        const char *t = strstr(buf, "hub.verify_token=");
+        char raw[64] = "";
+        if (t != NULL)
+            snprintf(raw, sizeof(raw), "%.*s", (int)strcspn(t + 17, "& "), t + 17);
+        char body[256];
+        int bl =
+            snprintf(body, sizeof(body),
+                     "{\"hub.challenge\":\"%s\",\"hub.verify_token\":\"" TOKEN "\",\"raw\":\"%s\"}",
+                     ch, raw);
         snprintf(resp, sizeof(resp),
                  "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
                  "Connection: close\r\n\r\n%s",
@@ -265,8 +273,12 @@ static void test_verify(const struct h_server *s)
                           TOKEN, "--challenge", "42424242", NULL};
     tap_is_int(sim(json, NULL, NULL, &out), 1, "verify: a JSON-wrapped challenge exits 1");
     tap_contains(out, "wrapped in JSON", "verify: the wrapping is named");
-    tap_contains(out, "{\\\"hub.challenge\\\":\\\"42424242\\\"}",
+    tap_contains(out, "{\\\"hub.challenge\\\":\\\"42424242\\\",",
                  "verify: what came back is shown");
+    tap_contains(
+        out, "\\\"hub.verify_token\\\":\\\"<verify token>\\\",\\\"raw\\\":\\\"<verify token>\\\"",
+        "verify: the verify token it echoed is left out, as sent and escaped");
+    tap_ok(strstr(out, "hamhock") == NULL, "verify: the echoed token is not printed");
     free(out);
     listener_stop(&l);
 }
