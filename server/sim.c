@@ -218,6 +218,24 @@ static size_t keep_some(char *data, size_t size, size_t nmemb, void *arg)
 
 /* ---- verify ---- */
 
+/* Appends s[0..n) to out with every occurrence of a and of b (secrets, as
+ * sent and URL-escaped) replaced by a placeholder. */
+static void redact(struct buf *out, const char *s, size_t n, const char *a, const char *b)
+{
+    size_t alen = strlen(a), blen = strlen(b);
+    for (size_t i = 0; i < n;) {
+        size_t len = alen > 0 && n - i >= alen && memcmp(s + i, a, alen) == 0   ? alen
+                     : blen > 0 && n - i >= blen && memcmp(s + i, b, blen) == 0 ? blen
+                                                                                : 0;
+        if (len > 0) {
+            buf_puts(out, "<verify token>");
+            i += len;
+        } else {
+            buf_putc(out, s[i++]);
+        }
+    }
+}
+
 static int cmd_verify(int argc, char **argv)
 {
     const char *url = NULL, *token = getenv("HUBBUB_VERIFY_TOKEN"), *challenge = NULL;
@@ -258,6 +276,7 @@ static int cmd_verify(int argc, char **argv)
         fatal("curl_easy_init failed");
     char *etoken = curl_easy_escape(easy, token, 0);
     char *echallenge = curl_easy_escape(easy, challenge, 0);
+    char *etoken_copy = xstrdup(etoken != NULL ? etoken : token);
     struct buf full, body, why;
     buf_init(&full);
     buf_init(&body);
@@ -290,10 +309,16 @@ static int cmd_verify(int argc, char **argv)
     } else if (status >= 300 && status < 400) {
         char *location = NULL;
         curl_easy_getinfo(easy, CURLINFO_REDIRECT_URL, &location);
+        /* A redirect that keeps the query (http to https, a trailing slash)
+         * carries the verify token: only the part before it is shown. */
+        int shown = location != NULL ? (int)strcspn(location, "?#") : 0;
         buf_printf(&why,
-                   "redirected (HTTP %ld to %s); Meta does not follow redirects: use the final "
-                   "URL as the callback URL",
-                   status, location != NULL ? location : "an unnamed location");
+                   "redirected (HTTP %ld to %.*s%s); Meta does not follow redirects: use the "
+                   "final URL as the callback URL",
+                   status, shown, location != NULL ? location : "",
+                   location == NULL          ? "an unnamed location"
+                   : location[shown] != '\0' ? ", its query left out"
+                                             : "");
     } else if (status == 401 || status == 403) {
         buf_printf(&why,
                    "HTTP %ld: the server refused the handshake; the verify token does not match "
@@ -324,7 +349,12 @@ static int cmd_verify(int argc, char **argv)
             how = "the challenge is not in it";
         buf_printf(&why, "HTTP 200 but the body is not the challenge (%s): expected \"%s\", got ",
                    how, challenge);
-        put_visible(&why, body.data != NULL ? body.data : "", body.len, 120);
+        /* A server that echoes the query back echoes the verify token. */
+        struct buf shown;
+        buf_init(&shown);
+        redact(&shown, body.data != NULL ? body.data : "", body.len, token, etoken_copy);
+        put_visible(&why, shown.data != NULL ? shown.data : "", shown.len, 120);
+        buf_dispose(&shown);
         buf_puts(&why, "; answer with the bare challenge as text/plain");
     }
     if (ok)
@@ -333,6 +363,8 @@ static int cmd_verify(int argc, char **argv)
     else
         fprintf(stderr, "hubbub sim verify: %s\n", why.data);
     curl_easy_cleanup(easy);
+    explicit_bzero(etoken_copy, strlen(etoken_copy));
+    free(etoken_copy);
     buf_dispose(&full);
     buf_dispose(&body);
     buf_dispose(&why);

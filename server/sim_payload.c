@@ -8,6 +8,7 @@
 #include <inttypes.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "lib/base64url.h"
@@ -46,16 +47,21 @@ static void put_id(struct buf *out, const struct sim_payload_params *p, const ch
     buf_printf(out, "\"%s%014" PRIu64 "\"", prefix, draw(p, salt) % UINT64_C(100000000000000));
 }
 
-/* An Instagram message id: long base64 text naming the thread and the item. */
+/* An Instagram message id: long base64 text naming the thread and the item.
+ * The entry id may be of any length. */
 static void put_mid(struct buf *out, const struct sim_payload_params *p, uint64_t salt)
 {
-    char raw[160], enc[BASE64URL_LEN(sizeof(raw)) + 1];
-    int n = snprintf(raw, sizeof(raw),
-                     "ig_message_item:1:IGMessageThread:%s:3402823668417103012442760%013" PRIu64
-                     ":3184729387462198372%019" PRIu64 ":v2",
-                     p->entry_id, draw(p, salt) % UINT64_C(10000000000000), draw(p, salt + 1));
-    base64url_encode(enc, (const uint8_t *)raw, (size_t)n);
+    struct buf raw;
+    buf_init(&raw);
+    buf_printf(&raw,
+               "ig_message_item:1:IGMessageThread:%s:3402823668417103012442760%013" PRIu64
+               ":3184729387462198372%019" PRIu64 ":v2",
+               p->entry_id, draw(p, salt) % UINT64_C(10000000000000), draw(p, salt + 1));
+    char *enc = xmalloc(BASE64URL_LEN(raw.len) + 1);
+    base64url_encode(enc, (const uint8_t *)raw.data, raw.len);
     buf_printf(out, "\"%s\"", enc);
+    free(enc);
+    buf_dispose(&raw);
 }
 
 static void put_str(struct buf *out, const char *s)

@@ -8,7 +8,8 @@
  * leaves the file, SIGHUP, and signatures, the verify handshake and the
  * workers' use of account tokens all still work; another run changes
  * nothing; and the process never signalled opens new-key values by reading
- * the file again when it meets an unknown key id.
+ * the file again when it meets an unknown key id. A value written while
+ * `hubbub keys rotate` waits for its row is kept, in every column.
  */
 #include <pthread.h>
 #include <signal.h>
@@ -236,14 +237,17 @@ static void *write_run(void *arg)
     return NULL;
 }
 
-/* Runs ops/rotate-key on the two servers with extra "K=V" settings. */
-static int script(const char *extra, char **out)
+/* Runs ops/rotate-key on the two servers (or with --no-signal) with extra
+ * "K=V" settings. */
+static int script_how(const char *extra, bool is_signalling, char **out)
 {
-    char cmd[1024];
+    char cmd[1024], how[64] = "--no-signal";
+    if (is_signalling)
+        snprintf(how, sizeof(how), "--pid %d --pid %d", (int)a.pid, (int)b.pid);
     snprintf(cmd, sizeof(cmd),
              "env -u HUBBUB_MASTER_KEY -u HUBBUB_MASTER_KEY_FILE DATABASE_URL='%s' %s "
-             "%s/ops/rotate-key --key-file %s --pid %d --pid %d --hubbub %s --settle 0.3 2>&1",
-             db.url, extra, HB_SOURCE_DIR, key_path, (int)a.pid, (int)b.pid, h_binary());
+             "%s/ops/rotate-key --key-file %s %s --hubbub %s --settle 0.3 2>&1",
+             db.url, extra, HB_SOURCE_DIR, key_path, how, h_binary());
     FILE *p = popen(cmd, "r");
     if (p == NULL)
         tap_bail("popen");
@@ -258,6 +262,11 @@ static int script(const char *extra, char **out)
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
 }
 
+static int script(const char *extra, char **out)
+{
+    return script_how(extra, true, out);
+}
+
 static char *open_as(const char *hex, const char *context, const char *sealed)
 {
     struct secretbox sb;
@@ -269,6 +278,157 @@ static char *open_as(const char *hex, const char *context, const char *sealed)
     buf_dispose(&out);
     secretbox_dispose(&sb);
     return plain;
+}
+
+struct rotate_run {
+    pthread_t thread;
+    int rc;
+    char *out;
+};
+
+static void *rotate_run(void *arg)
+{
+    struct rotate_run *r = arg;
+    const char *rotate[] = {"keys", "rotate", NULL};
+    r->rc = run(rotate, &r->out);
+    return NULL;
+}
+
+static char *seal_as(const char *hex, const char *context, const char *plain)
+{
+    struct secretbox sb;
+    secretbox_init(&sb);
+    secretbox_add_key_hex(&sb, hex, strlen(hex));
+    char *sealed = secretbox_seal(&sb, context, plain, strlen(plain));
+    secretbox_dispose(&sb);
+    return sealed;
+}
+
+/* For each column: a row under the old key, then a write of a new value
+ * (under the new key, as a signalled process's API writes it) that commits
+ * while `hubbub keys rotate` waits for that row, between its read and its
+ * write. The new value must win: the re-sealed old one must not overwrite
+ * it. */
+static void cas_rounds(long long app1)
+{
+    long long app2 = h_db_int(&db, "SELECT id FROM apps WHERE meta_app_id = '" APP2 "'");
+    long long secret2 = h_db_int(&db, "SELECT min(s.id) FROM app_secrets s"
+                                      " JOIN apps p ON p.id = s.app_id"
+                                      " WHERE p.meta_app_id = '" APP2 "'");
+    long long bulk7 = h_db_int(&db, "SELECT id FROM accounts WHERE ig_id = '9%015d'", 7);
+    long long job = h_db_int(&db, "SELECT max(id) FROM jobs WHERE kind = 'unsubscribe'");
+    long long job_app = h_db_int(&db, "SELECT app_id FROM jobs WHERE id = %lld", job);
+    struct {
+        const char *name, *table, *set, *set_end, *get;
+        long long id;
+        char context[96];
+    } rounds[] = {
+        {"apps.verify_token_sealed", "apps", "verify_token_sealed = '", "'", "verify_token_sealed",
+         app2, "verify_token:" APP2},
+        {"app_secrets.secret_sealed", "app_secrets", "secret_sealed = '", "'", "secret_sealed",
+         secret2, "app_secret:" APP2},
+        {"accounts.access_token_sealed", "accounts", "access_token_sealed = '", "'",
+         "access_token_sealed", bulk7, ""},
+        {"jobs.payload.access_token_sealed", "jobs",
+         "payload = jsonb_set(payload, '{access_token_sealed}', to_jsonb('", "'::text))",
+         "payload->>'access_token_sealed'", job, ""},
+    };
+    snprintf(rounds[2].context, sizeof(rounds[2].context), "access_token:%lld:9%015d", app1, 7);
+    snprintf(rounds[3].context, sizeof(rounds[3].context), "access_token:%lld:" IG3, job_app);
+
+    write_key_file(K_NEW, K_OLD);
+    PGconn *x = PQconnectdb(db.url);
+    if (PQstatus(x) != CONNECTION_OK)
+        tap_bail("a second connection: %s", PQerrorMessage(x));
+    for (size_t i = 0; i < sizeof(rounds) / sizeof(rounds[0]); i++) {
+        char set[512], sql[1024];
+        char *old = seal_as(K_OLD, rounds[i].context, "value-before");
+        snprintf(set, sizeof(set), "%s%s%s", rounds[i].set, old, rounds[i].set_end);
+        h_db_exec(&db, "UPDATE %s SET %s WHERE id = %lld", rounds[i].table, set, rounds[i].id);
+        free(old);
+
+        char *fresh = seal_as(K_NEW, rounds[i].context, "value-written-meanwhile");
+        snprintf(set, sizeof(set), "%s%s%s", rounds[i].set, fresh, rounds[i].set_end);
+        snprintf(sql, sizeof(sql), "BEGIN; UPDATE %s SET %s WHERE id = %lld", rounds[i].table, set,
+                 rounds[i].id);
+        PQclear(PQexec(x, sql));
+        struct rotate_run r = {0};
+        pthread_create(&r.thread, NULL, rotate_run, &r);
+        bool waited = h_wait_sql(&db, "1", H_WAIT_MS,
+                                 "SELECT count(*) FROM pg_stat_activity WHERE datname ="
+                                 " current_database() AND wait_event_type = 'Lock'"
+                                 " AND query LIKE 'UPDATE %%$3%%'");
+        PQclear(PQexec(x, "COMMIT"));
+        pthread_join(r.thread, NULL);
+        tap_ok(waited, "%s: keys rotate read the row, then waited for the write", rounds[i].name);
+        tap_is_int(r.rc, 0, "%s: keys rotate succeeds", rounds[i].name);
+        char *now = h_db_text(&db, "SELECT %s FROM %s WHERE id = %lld", rounds[i].get,
+                              rounds[i].table, rounds[i].id);
+        char *plain = open_as(K_NEW, rounds[i].context, now);
+        tap_is_str(plain != NULL ? plain : "(does not open)", "value-written-meanwhile",
+                   "%s: the value written meanwhile is kept, not overwritten", rounds[i].name);
+        free(plain);
+        free(now);
+        free(fresh);
+        free(r.out);
+    }
+    PQfinish(x);
+    write_key_file(K_NEW, NULL);
+}
+
+/* A directory of wrappers for the commands ops/rotate-key runs, each
+ * logging its command line to log before running the real one: a key must
+ * never be on a command line, where every user of the host can read it. */
+static void spy_dir(const char *dir, const char *log)
+{
+    static const char *const CMDS[] = {"sed", "tr",    "grep",  "head", "cat",   "cp",   "mv",
+                                       "rm",  "chmod", "chown", "sync", "sleep", "date", "dirname"};
+    if (mkdir(dir, 0700) != 0)
+        tap_bail("mkdir %s", dir);
+    for (size_t i = 0; i < sizeof(CMDS) / sizeof(CMDS[0]); i++) {
+        char real[64], path[160];
+        snprintf(real, sizeof(real), "/usr/bin/%s", CMDS[i]);
+        if (access(real, X_OK) != 0)
+            snprintf(real, sizeof(real), "/bin/%s", CMDS[i]);
+        if (access(real, X_OK) != 0)
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, CMDS[i]);
+        FILE *f = fopen(path, "w");
+        if (f == NULL)
+            tap_bail("cannot write %s", path);
+        fprintf(f, "#!/bin/sh\nprintf '%%s\\n' \"$0 $*\" >>%s\nexec %s \"$@\"\n", log, real);
+        fclose(f);
+        chmod(path, 0700);
+    }
+}
+
+static char *read_all(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return NULL;
+    size_t len = 0, cap = 4096;
+    char *buf = malloc(cap);
+    size_t n;
+    while ((n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
+        len += n;
+        if (cap - len < 1024)
+            buf = realloc(buf, cap *= 2);
+    }
+    buf[len] = '\0';
+    fclose(f);
+    return buf;
+}
+
+/* Whether s holds 64 hex characters in a row: a key. */
+static bool has_key_text(const char *s)
+{
+    for (size_t run = 0; *s != '\0'; s++) {
+        run = strchr("0123456789abcdefABCDEF", *s) != NULL ? run + 1 : 0;
+        if (run >= 64)
+            return true;
+    }
+    return false;
 }
 
 int main(void)
@@ -544,6 +704,8 @@ int main(void)
     free(lost);
     h_db_exec(&db, "DELETE FROM app_secrets WHERE id = %lld", lost_id);
 
+    cas_rounds(w.app1);
+
     const char *generate[] = {"keys", "generate", NULL};
     tap_is_int(run(generate, &out), 0, "keys generate");
     tap_ok(strlen(out) == 65 && strspn(out, "0123456789abcdef") == 64, "prints 64 hex characters");
@@ -556,7 +718,12 @@ int main(void)
     snprintf(cmd, sizeof(cmd), "cp -p %s %s", key_path, backup);
     tap_is_int(system(cmd), 0, "a backup as step (a) leaves it");
     write_key_file(K_THIRD, K_NEW);
-    rc = script("", &out);
+    char spy[96], spy_log[128], spy_path[256];
+    snprintf(spy, sizeof(spy), "/tmp/hubbub-rotate-%d.bin", (int)getpid());
+    snprintf(spy_log, sizeof(spy_log), "%s.log", spy);
+    snprintf(spy_path, sizeof(spy_path), "PATH=%s:\"$PATH\"", spy);
+    spy_dir(spy, spy_log);
+    rc = script(spy_path, &out);
     tap_is_int(rc, 0, "ops/rotate-key finishes the interrupted rotation");
     tap_contains(out, "continuing with the new key already first",
                  "it goes on with the key it had written");
@@ -581,17 +748,52 @@ int main(void)
     tap_is_int(signed_post(&a, APP1, SECRET1, 100007), 200, "signatures verify after it");
     tap_is_int(handshake(&b, APP1, VTOKEN1, &hs), 200, "the handshake works after it");
     free(hs);
-    /* A fresh run from the start: a new random key. */
-    rc = script("", &out);
+    /* A fresh run from the start: a new random key. The file is readable by
+     * its group (as for a service reading it through its group) and, by
+     * mistake, by others. */
+    chmod(key_path, 0644);
+    rc = script(spy_path, &out);
     tap_is_int(rc, 0, "ops/rotate-key from the start");
     tap_contains(out, "a new key first, then the old ones", "it generated a new key");
     free(out);
+    tap_ok(stat(key_path, &st) == 0 && (st.st_mode & 0777) == 0640,
+           "the group keeps its access to the key file, others lose theirs (mode %o)",
+           (unsigned)(st.st_mode & 0777));
     snprintf(cmd, sizeof(cmd), "test \"$(grep -c . %s)\" = 1 && ! grep -qx %s %s", key_path,
              K_THIRD, key_path);
     tap_is_int(system(cmd), 0, "the key file holds one key, a new one");
     tap_is_int(run(status, &out), 0, "every value is sealed by it");
     tap_ok(strstr(out, third_id) == NULL, "none by the previous key");
     free(out);
+    char *spied = read_all(spy_log);
+    tap_ok(spied != NULL && strstr(spied, "/sed ") != NULL,
+           "the commands ops/rotate-key ran were seen");
+    tap_ok(spied != NULL && !has_key_text(spied), "no key was ever on a command line");
+    if (spied != NULL && has_key_text(spied))
+        tap_diag("%s", spied);
+    free(spied);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s %s", spy, spy_log);
+    if (system(cmd) != 0)
+        tap_diag("could not remove %s", spy);
+    /* --no-signal: no process was told to stop sealing with the old key, so
+     * it stays in the file; a signalling run finishes. */
+    rc = script_how("", false, &out);
+    tap_is_int(rc, 0, "ops/rotate-key --no-signal re-seals");
+    tap_contains(out, "The old keys stay in", "and says the old keys stay");
+    free(out);
+    snprintf(cmd, sizeof(cmd), "test \"$(grep -c . %s)\" = 2 && sed -n 2p %s | cmp -s - %s",
+             key_path, key_path, backup);
+    tap_is_int(system(cmd), 0, "--no-signal: the old key is still in the file, after the new");
+    tap_ok(access(backup, F_OK) == 0, "--no-signal: the backup is kept");
+    rc = script("", &out);
+    tap_is_int(rc, 0, "a signalling run then finishes the rotation");
+    tap_contains(out, "continuing with the new key already first", "with the same new key");
+    free(out);
+    snprintf(cmd, sizeof(cmd), "test \"$(grep -c . %s)\" = 1", key_path);
+    tap_is_int(system(cmd), 0, "and the old key leaves the file");
+    tap_is_int(run(status, &out), 0, "every value is sealed by the key left");
+    free(out);
+
     rc = script("HUBBUB_MASTER_KEY=" K_THIRD, &out);
     tap_is_int(rc, 1, "ops/rotate-key refuses a key given in the environment");
     tap_contains(out, "Rotation needs the file form", "and says what to do instead");

@@ -22,6 +22,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
 #include "server/sim_payload.h"
 #include "tests/integration/harness.h"
 
@@ -119,16 +122,28 @@ static void serve_one(struct listener *l, int c)
         return;
     }
     if (l->mode == REDIRECT) {
+        /* To https, keeping the path and the query, as servers commonly do. */
+        const char *target = strchr(buf, ' ');
+        target = target != NULL ? target + 1 : "/";
         snprintf(resp, sizeof(resp),
-                 "HTTP/1.1 301 Moved Permanently\r\nLocation: https://example.com/hook\r\n"
-                 "Content-Length: 0\r\nConnection: close\r\n\r\n");
+                 "HTTP/1.1 301 Moved Permanently\r\nLocation: https://example.com%.*s\r\n"
+                 "Content-Length: 0\r\nConnection: close\r\n\r\n",
+                 (int)strcspn(target, " \r\n"), target);
     } else if (l->mode == JSON_CHALLENGE) {
         const char *q = strstr(buf, "hub.challenge=");
         char ch[32] = "";
         if (q != NULL)
             snprintf(ch, sizeof(ch), "%.*s", (int)strcspn(q + 14, "& "), q + 14);
-        char body[64];
-        int bl = snprintf(body, sizeof(body), "{\"hub.challenge\":\"%s\"}", ch);
+        /* Like a handler that answers with its parsed query, and its raw one. */
+        const char *t = strstr(buf, "hub.verify_token=");
+        char raw[64] = "";
+        if (t != NULL)
+            snprintf(raw, sizeof(raw), "%.*s", (int)strcspn(t + 17, "& "), t + 17);
+        char body[256];
+        int bl =
+            snprintf(body, sizeof(body),
+                     "{\"hub.challenge\":\"%s\",\"hub.verify_token\":\"" TOKEN "\",\"raw\":\"%s\"}",
+                     ch, raw);
         snprintf(resp, sizeof(resp),
                  "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
                  "Connection: close\r\n\r\n%s",
@@ -245,6 +260,9 @@ static void test_verify(const struct h_server *s)
     const char *redir[] = {"sim", "verify", lurl, "--verify-token", TOKEN, NULL};
     tap_is_int(sim(redir, NULL, NULL, &out), 1, "verify: a redirect exits 1");
     tap_contains(out, "Meta does not follow redirects", "verify: a redirect is named");
+    tap_contains(out, "to https://example.com/hook, its query left out",
+                 "verify: with where it leads");
+    tap_ok(strstr(out, "hamhock") == NULL, "verify: the verify token is not printed");
     tap_is_int(l.nreqs, 1, "verify: the redirect is not followed");
     free(out);
     listener_stop(&l);
@@ -255,8 +273,12 @@ static void test_verify(const struct h_server *s)
                           TOKEN, "--challenge", "42424242", NULL};
     tap_is_int(sim(json, NULL, NULL, &out), 1, "verify: a JSON-wrapped challenge exits 1");
     tap_contains(out, "wrapped in JSON", "verify: the wrapping is named");
-    tap_contains(out, "{\\\"hub.challenge\\\":\\\"42424242\\\"}",
+    tap_contains(out, "{\\\"hub.challenge\\\":\\\"42424242\\\",",
                  "verify: what came back is shown");
+    tap_contains(
+        out, "\\\"hub.verify_token\\\":\\\"<verify token>\\\",\\\"raw\\\":\\\"<verify token>\\\"",
+        "verify: the verify token it echoed is left out, as sent and escaped");
+    tap_ok(strstr(out, "hamhock") == NULL, "verify: the echoed token is not printed");
     free(out);
     listener_stop(&l);
 }
@@ -424,8 +446,14 @@ static void test_retry(void)
         char want[72];
         h_sign(SECRET, l.reqs[0].body, strlen(l.reqs[0].body), want);
         tap_is_str(l.reqs[0].sig256, want, "X-Hub-Signature-256 is the HMAC of the raw body");
-        tap_ok(strncmp(l.reqs[0].sig1, "sha1=", 5) == 0 && strlen(l.reqs[0].sig1) == 45,
-               "X-Hub-Signature carries a sha1 digest");
+        unsigned char d1[EVP_MAX_MD_SIZE];
+        unsigned int n1 = 0;
+        HMAC(EVP_sha1(), SECRET, (int)strlen(SECRET), (const unsigned char *)l.reqs[0].body,
+             strlen(l.reqs[0].body), d1, &n1);
+        char want1[64] = "sha1=";
+        for (unsigned int i = 0; i < n1 && i < 20; i++)
+            snprintf(want1 + 5 + 2 * i, 3, "%02x", d1[i]);
+        tap_is_str(l.reqs[0].sig1, want1, "X-Hub-Signature is the HMAC-SHA1 of the raw body");
         tap_is_str(l.reqs[0].agent, "facebookexternalua", "the User-Agent is Meta's");
         tap_is_str(l.reqs[0].content_type, "application/json", "the body is application/json");
     } else {

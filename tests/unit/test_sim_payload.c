@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "api/json.h"
+#include "lib/base64url.h"
 #include "lib/buf.h"
 #include "lib/hb.h"
 #include "server/payload.h"
@@ -241,6 +242,33 @@ static void test_unknown_field(void **state)
     buf_dispose(&b);
 }
 
+/* The message id names the entry's account in full, however long its id. */
+static void test_mid_with_a_long_entry_id(void **state)
+{
+    (void)state;
+    char id[401];
+    for (size_t i = 0; i < sizeof(id) - 1; i++)
+        id[i] = (char)('1' + i % 9);
+    id[sizeof(id) - 1] = '\0';
+    struct sim_payload_params p = {"instagram", id, 7, 3, NOW_MS};
+    struct buf b;
+    buf_init(&b);
+    assert_int_equal(sim_payload_build(&b, "messages", &p), 0);
+    const char *mid = strstr(b.data, "\"mid\":\"");
+    assert_non_null(mid);
+    mid += strlen("\"mid\":\"");
+    size_t n = strcspn(mid, "\"");
+    uint8_t *raw = malloc(n);
+    long len = base64url_decode(raw, mid, n);
+    assert_true(len > 0);
+    char *text = strndup((const char *)raw, (size_t)len);
+    assert_non_null(strstr(text, id));
+    assert_non_null(strstr(text, ":v2"));
+    free(text);
+    free(raw);
+    buf_dispose(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -250,6 +278,7 @@ int main(void)
         cmocka_unit_test(test_text_decodes_to_utf8),
         cmocka_unit_test(test_escape_table),
         cmocka_unit_test(test_sign_vectors),
+        cmocka_unit_test(test_mid_with_a_long_entry_id),
         cmocka_unit_test(test_unknown_field),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
