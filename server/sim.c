@@ -9,7 +9,8 @@
  * of easy handles (--concurrency), so connections are bounded and kept alive.
  * A delivery is a body built once by sim_payload and its two signatures: a
  * retry (--retry-like-meta) sends those same bytes again after an interval
- * that doubles each time, until the window (--retry-for) would be passed.
+ * that is 0 the first time (Meta retries at once) and then starts at
+ * --retry-first and doubles, until the window (--retry-for) would be passed.
  * With --rate the deliveries are due at fixed intervals instead of all at
  * once, and only the figures are kept: counts, and one latency per delivery
  * for the percentiles.
@@ -597,9 +598,10 @@ static void on_done(struct send_run *r, CURLMsg *m, int64_t now)
     r->busy--;
 
     if (!ok && r->o->is_retry) {
-        /* Meta retries with decreasing frequency: the gap doubles. */
-        int64_t gap = r->o->retry_first_us;
-        for (int i = 1; i < d->attempts && gap < INT64_MAX / 4; i++)
+        /* Meta retries once at once, then with decreasing frequency: the
+         * gap starts at --retry-first and doubles. */
+        int64_t gap = d->attempts == 1 ? 0 : r->o->retry_first_us;
+        for (int i = 2; i < d->attempts && gap < INT64_MAX / 4; i++)
             gap *= 2;
         if (now + gap - d->first_us <= r->o->retry_for_us) {
             printf("%-29s %s; retrying in %.2f s\n", d->field, words.data, (double)gap / 1e6);
