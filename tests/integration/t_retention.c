@@ -44,21 +44,30 @@ static void *ingest(void *arg)
     return NULL;
 }
 
-/* A stored event of the tenant, days old, with its delivery and key. */
-static void put(struct h_db *db, const char *tenant, const char *label, int days)
+/* A stored event of the tenant, received at the SQL timestamptz `at`, with
+ * its delivery and key. */
+static void put_at(struct h_db *db, const char *tenant, const char *label, const char *at)
 {
     h_db_exec(db,
               "WITH t AS (SELECT t.id AS tid, a.id AS aid FROM tenants t JOIN apps a"
               "  ON a.tenant_id = t.id WHERE t.name = '%s'),"
               " d AS (INSERT INTO deliveries (app_id, received_at, status, signature, item_count,"
-              "  body) SELECT aid, now() - make_interval(days => %d), 'accepted', 'sha256=x', 1,"
+              "  body) SELECT aid, %s, 'accepted', 'sha256=x', 1,"
               "  '{}' FROM t RETURNING id, app_id, received_at),"
               " e AS (INSERT INTO events (app_id, tenant_id, delivery_id, object, field,"
               "  received_at, dedup_key, payload) SELECT d.app_id, t.tid, d.id, 'instagram',"
               "  'comments', d.received_at, sha256('%s'::bytea), jsonb_build_object('label', '%s')"
               "  FROM d, t RETURNING app_id, dedup_key)"
               " INSERT INTO event_keys SELECT app_id, dedup_key FROM e",
-              tenant, days, label, label);
+              tenant, at, label, label);
+}
+
+/* The same, days old. */
+static void put(struct h_db *db, const char *tenant, const char *label, int days)
+{
+    char at[64];
+    snprintf(at, sizeof(at), "now() - make_interval(days => %d)", days);
+    put_at(db, tenant, label, at);
 }
 
 static long long has_event(struct h_db *db, const char *label)
@@ -153,8 +162,17 @@ int main(void)
     put(&db, "brief", "b-45", 45);
     put(&db, "brief", "b-10", 10);
     put(&db, "lasting", "l-45", 45);
+    /* Just inside the default retention, in the month that holds its cutoff
+     * (halfway to that month's end at most): that month must stay. */
+    put_at(&db, "acme", "a-edge",
+           "now() - interval '90 days' + least(interval '1 hour',"
+           " ((date_trunc('month', (now() - interval '90 days') AT TIME ZONE 'UTC')"
+           " + interval '1 month') AT TIME ZONE 'UTC' - (now() - interval '90 days')) / 2)");
     h_db_exec(&db, "SELECT hubbub_partitions_ensure(3)"); /* the old months, out of DEFAULT */
     char *month_a = month_of(&db, 200), *month_b = month_of(&db, 150);
+    char *month_edge = h_db_text(&db, "SELECT 'events_p' || to_char((SELECT received_at FROM"
+                                      " events WHERE payload->>'label' = 'a-edge') AT TIME ZONE"
+                                      " 'UTC', 'YYYY_MM')");
     char *deliv_a = h_db_text(&db, "SELECT replace('%s', 'events', 'deliveries')", month_a);
     tap_ok(exists(&db, month_a) && exists(&db, month_b) && exists(&db, deliv_a),
            "the old months have partitions");
@@ -208,6 +226,8 @@ int main(void)
     tap_ok(has_event(&db, "b-10"), "but keeps its 10-day-old one");
     tap_ok(has_event(&db, "a-45") && has_event(&db, "l-45"),
            "events newer than their tenant's retention stay");
+    tap_ok(has_event(&db, "a-edge") && has_key(&db, "a-edge") && exists(&db, month_edge),
+           "the month holding the cutoff stays, with an event just inside the retention");
     tap_is_int(h_db_int(&db, "SELECT count(*) FROM deliveries d JOIN apps a ON a.id = d.app_id"
                              " WHERE a.meta_app_id = '5550052'"
                              "  AND d.received_at < now() - interval '30 days'"),
@@ -228,6 +248,7 @@ int main(void)
     tap_is_int(h_server_stop(&s, SIGTERM), 0, "the server stops cleanly");
     free(month_a);
     free(month_b);
+    free(month_edge);
     free(deliv_a);
     h_db_drop(&db);
     return tap_done();
