@@ -66,6 +66,20 @@ SELECT setval('events_id_seq', s.last_value, s.is_called) FROM events_0003_id_se
 -- holding month_start, unless it exists; true when it created it. Rows of that
 -- month in the DEFAULT partition move into it (the DEFAULT partition may not
 -- keep rows that a partition covers).
+--
+-- Writes to DEFAULT wait from before the move until the commit (SHARE lock),
+-- or a row of that month arriving in between would make the attach fail and
+-- the round with it. Ingest takes DEFAULT of events before DEFAULT of
+-- deliveries, and so does hubbub_partitions_ensure(), so they do not
+-- deadlock. An insert routed to DEFAULT before the attach fails with SQLSTATE
+-- 23514, which the ingest writer retries (db/ingest.c): the retry goes to the
+-- new partition.
+--
+-- The partition is always created on its own and then attached, never with
+-- CREATE TABLE ... PARTITION OF: that takes the parent's ACCESS EXCLUSIVE
+-- lock, and while it waits for it (behind a backup or a long listing) every
+-- insert into the parent queues behind it. ATTACH takes SHARE UPDATE
+-- EXCLUSIVE on the parent, which inserts and reads do not conflict with.
 CREATE FUNCTION hubbub_partition_create(parent text, month_start timestamp) RETURNS boolean
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -76,7 +90,6 @@ DECLARE
     part text := format('%s_p%s', parent, to_char(lo_ts, 'YYYY_MM'));
     bounds text := format('FOR VALUES FROM (%L) TO (%L)', to_char(lo_ts, 'YYYY-MM-DD') || ' 00:00:00+00',
                           to_char(hi_ts, 'YYYY-MM-DD') || ' 00:00:00+00');
-    strays boolean;
 BEGIN
     IF parent NOT IN ('events', 'deliveries') THEN
         RAISE EXCEPTION 'hubbub_partition_create: % is not partitioned by month', parent;
@@ -84,12 +97,7 @@ BEGIN
     IF to_regclass(part) IS NOT NULL THEN
         RETURN false;
     END IF;
-    EXECUTE format('SELECT EXISTS (SELECT 1 FROM %I WHERE received_at >= $1 AND received_at < $2)',
-                   parent || '_default') INTO strays USING lo, hi;
-    IF NOT strays THEN
-        EXECUTE format('CREATE TABLE %I PARTITION OF %I %s', part, parent, bounds);
-        RETURN true;
-    END IF;
+    EXECUTE format('LOCK TABLE %I IN SHARE MODE', parent || '_default');
     EXECUTE format('CREATE TABLE %I (LIKE %I INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', part, parent);
     EXECUTE format('WITH m AS (DELETE FROM %I WHERE received_at >= $1 AND received_at < $2 RETURNING *)'
                    ' INSERT INTO %I SELECT * FROM m', parent || '_default', part) USING lo, hi;
