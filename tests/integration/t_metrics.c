@@ -6,7 +6,8 @@
  * deliveries stored); the jobs gauge follows the jobs table; Graph API calls
  * are counted by outcome, on the subscribe path and on the send path (a
  * Meta error 2, 613 or 190 moves its own outcome by one); /metrics wants the operator's token;
- * /readyz turns 503 while the database refuses connections and 200 again after.
+ * /readyz turns 503 while the database refuses connections, or while the
+ * applied migrations are not the embedded ones, and 200 again after.
  */
 #include <math.h>
 #include <signal.h>
@@ -97,6 +98,27 @@ static void expect_graph(const double *before, const char *o1, int n1, const cha
                             after[i], want);
     }
     tap_ok(bad == 0, "%s", what);
+}
+
+/* Polls /readyz until it answers want; *body gets its last answer. */
+static bool wait_readyz(long want, char **body)
+{
+    int64_t deadline = h_now_ms() + H_WAIT_MS;
+    long st = 0;
+    *body = NULL;
+    while (h_now_ms() < deadline && st != want) {
+        char url[128];
+        struct h_resp r;
+        snprintf(url, sizeof(url), "%s/readyz", srv.base);
+        h_http(&r, "GET", url, NULL, NULL, 0);
+        st = r.status;
+        free(*body);
+        *body = strdup(r.body != NULL ? r.body : "");
+        h_resp_free(&r);
+        if (st != want)
+            h_sleep_ms(20);
+    }
+    return st == want;
 }
 
 static bool wait_metric(const char *series, double want, int timeout_ms)
@@ -504,6 +526,19 @@ int main(void)
                  sends[i].outcome, sends[i].oks);
         expect_graph(g0, sends[i].outcome, 1, "ok", sends[i].oks, what);
     }
+    free(b);
+
+    /* ---- a schema that is not the one the binary embeds ---- */
+    char *sum = h_db_text(&db, "SELECT checksum FROM schema_migrations WHERE version = 1");
+    h_db_exec(&db, "UPDATE schema_migrations SET checksum = repeat('0', 64) WHERE version = 1");
+    tap_ok(wait_readyz(503, &b),
+           "/readyz gets 503 when an applied migration is not the embedded one");
+    tap_contains(b, "\"schema\":", "naming the schema check");
+    tap_ok(strstr(b, "\"database\":") == NULL, "and not the database");
+    free(b);
+    h_db_exec(&db, "UPDATE schema_migrations SET checksum = '%s' WHERE version = 1", sum);
+    free(sum);
+    tap_ok(wait_readyz(200, &b), "and 200 again once it is");
     free(b);
 
     /* ---- the database goes away ---- */
