@@ -48,7 +48,8 @@ static const char CLAIM_SQL[] =
              " RETURNING jobs.id, jobs.kind, coalesce(jobs.tenant_id, -1), jobs.app_id,"
              "  coalesce(jobs.account_id, -1), coalesce(jobs.message_id, -1), jobs.lease_token,"
              "  jobs.attempts, (extract(epoch FROM jobs.created_at) * 1000000)::bigint,"
-             "  jobs.payload::text";
+             "  jobs.payload::text,"
+             "  coalesce((SELECT p.meta_app_id FROM apps p WHERE p.id = jobs.app_id), '')";
 #define CLAIM_STMT "hb_jobs_claim"
 
 /* Producers lock the serial key of what they queue until they commit, so
@@ -326,6 +327,7 @@ int db_jobs_claim(PGconn *c, const char *owner, int64_t lease_ms, struct job *ou
     out->attempts = (int)num(r, 0, 7);
     out->created_at_us = num(r, 0, 8);
     out->payload = xstrdup(PQgetvalue(r, 0, 9));
+    snprintf(out->meta_app_id, sizeof(out->meta_app_id), "%s", PQgetvalue(r, 0, 10));
     rc = 1;
 out:
     PQclear(r);

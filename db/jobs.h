@@ -71,8 +71,9 @@ struct job {
     char kind[16];     /* "subscribe", "unsubscribe", "send" */
     int64_t tenant_id; /* -1 for none */
     int64_t app_id;
-    int64_t account_id; /* -1 for none */
-    int64_t message_id; /* -1 for none */
+    char meta_app_id[33]; /* its app's Meta app id, "" when the app is gone */
+    int64_t account_id;   /* -1 for none */
+    int64_t message_id;   /* -1 for none */
     int64_t lease_token;
     int attempts;          /* including this one */
     int64_t created_at_us; /* Unix microseconds */

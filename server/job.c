@@ -42,9 +42,20 @@ static bool is_too_old(const struct job_env *env, const struct job *j)
     return now_us() - j->created_at_us >= env->cfg->job_max_age_ms * 1000;
 }
 
+const char *job_log_fields(const struct job *j, char *out, size_t outsz)
+{
+    char tenant[24] = "none";
+    if (j->tenant_id >= 0)
+        snprintf(tenant, sizeof(tenant), "%" PRId64, j->tenant_id);
+    snprintf(out, outsz, "job=%" PRId64 " kind=%s tenant=%s app=%s", j->id, j->kind, tenant,
+             j->meta_app_id[0] != '\0' ? j->meta_app_id : "none");
+    return out;
+}
+
 static void log_lost(const struct job *j)
 {
-    log_warn("job lease lost; its outcome is dropped", "job=%" PRId64 " kind=%s", j->id, j->kind);
+    char f[JOB_LOG_FIELDS_MAX];
+    log_warn("job lease lost; its outcome is dropped", "%s", job_log_fields(j, f, sizeof(f)));
 }
 
 bool job_may_retry(const struct job_env *env, const struct job *j)
@@ -57,16 +68,16 @@ bool job_may_retry(const struct job_env *env, const struct job *j)
 static void retry_or_die(struct job_env *env, struct job *j, const char *error_json)
 {
     int rc;
+    char f[JOB_LOG_FIELDS_MAX];
+    job_log_fields(j, f, sizeof(f));
     if (job_may_retry(env, j)) {
         int64_t delay = graph_backoff_ms(j->attempts, env->cfg->job_backoff_ms,
                                          env->cfg->job_backoff_max_ms, next_random(env));
         rc = db_jobs_retry(env->conn, j, delay, true, error_json);
-        log_info("job will be retried", "job=%" PRId64 " kind=%s attempt=%d delay_ms=%" PRId64,
-                 j->id, j->kind, j->attempts, delay);
+        log_info("job will be retried", "%s attempt=%d delay_ms=%" PRId64, f, j->attempts, delay);
     } else {
         rc = db_jobs_finish(env->conn, j, "dead", error_json);
-        log_warn("job given up after its last attempt", "job=%" PRId64 " kind=%s attempts=%d",
-                 j->id, j->kind, j->attempts);
+        log_warn("job given up after its last attempt", "%s attempts=%d", f, j->attempts);
     }
     if (rc == 0)
         log_lost(j);
@@ -95,9 +106,10 @@ static void pause(struct job_env *env, const struct job *j, bool is_app, int64_t
                : "UPDATE accounts SET paused_until = greatest(paused_until,"
                  " now() + $2::bigint * interval '1 millisecond') WHERE id = $1::bigint" LEASED;
     PGresult *r = PQexecParams(env->conn, sql, 4, NULL, params, NULL, NULL, 0);
+    char f[JOB_LOG_FIELDS_MAX];
     if (PQresultStatus(r) != PGRES_COMMAND_OK)
-        log_warn("could not record a rate-limit pause", "job=%" PRId64 " sqlstate=%s", j->id,
-                 db_sqlstate(r));
+        log_warn("could not record a rate-limit pause", "%s sqlstate=%s",
+                 job_log_fields(j, f, sizeof(f)), db_sqlstate(r));
     else if (strcmp(PQcmdTuples(r), "1") == 0)
         db_jobs_hold(env->conn, is_app, target, ms);
     PQclear(r);
@@ -142,19 +154,20 @@ void job_apply(struct job_env *env, struct job *j, enum graph_class cls,
     bool is_rate =
         cls == GRAPH_APP_RATE_LIMIT || cls == GRAPH_ACCOUNT_RATE_LIMIT || cls == GRAPH_POLICY_BLOCK;
     int rc = 1;
+    char f[JOB_LOG_FIELDS_MAX];
+    job_log_fields(j, f, sizeof(f));
     if (is_rate && is_too_old(env, j)) {
         /* Paused past HUBBUB_JOB_MAX_AGE: a reply that late is no reply. */
         rc = db_jobs_finish(env->conn, j, "dead", err);
-        log_warn("job given up: rate-limited past its maximum age", "job=%" PRId64 " kind=%s",
-                 j->id, j->kind);
+        log_warn("job given up: rate-limited past its maximum age", "%s", f);
     } else if (cls == GRAPH_OK || cls == GRAPH_TEMPORARY) {
         retry_or_die(env, j, err);
         return;
     } else if (cls == GRAPH_APP_RATE_LIMIT) {
         pause(env, j, true, pause_ms);
         rc = db_jobs_retry(env->conn, j, pause_ms, false, err);
-        log_warn("Graph API app rate limit; pausing the app's calls",
-                 "app=%" PRId64 " pause_ms=%" PRId64, j->app_id, pause_ms);
+        log_warn("Graph API app rate limit; pausing the app's calls", "%s pause_ms=%" PRId64, f,
+                 pause_ms);
     } else if (cls == GRAPH_ACCOUNT_RATE_LIMIT || cls == GRAPH_POLICY_BLOCK) {
         if (cls == GRAPH_POLICY_BLOCK)
             pause_ms = env->cfg->graph_max_pause_ms;
@@ -163,19 +176,19 @@ void job_apply(struct job_env *env, struct job *j, enum graph_class cls,
         rc = db_jobs_retry(env->conn, j, pause_ms, false, err);
         log_warn(cls == GRAPH_POLICY_BLOCK ? "account temporarily blocked by Meta for policy"
                                            : "Graph API account rate limit; pausing the account",
-                 "account=%" PRId64 " pause_ms=%" PRId64, j->account_id, pause_ms);
+                 "%s account=%" PRId64 " pause_ms=%" PRId64, f, j->account_id, pause_ms);
     } else if (cls == GRAPH_TOKEN_INVALID && j->account_id > 0 && token_sealed != NULL) {
         int held = db_jobs_hold_for_token(env->conn, j, token_sealed, err);
         if (held < 0)
-            log_warn("could not mark an account's token invalid", "account=%" PRId64 " error=%s",
-                     j->account_id, hb_strerror(held));
+            log_warn("could not mark an account's token invalid", "%s account=%" PRId64 " error=%s",
+                     f, j->account_id, hb_strerror(held));
         rc = db_jobs_retry(env->conn, j, 0, false, err);
         log_warn("access token rejected by Meta; the account's jobs wait for a new one",
-                 "account=%" PRId64, j->account_id);
+                 "%s account=%" PRId64, f, j->account_id);
     } else {
         rc = db_jobs_finish(env->conn, j, "failed", err);
-        log_info("job failed", "job=%" PRId64 " kind=%s http_status=%d class=%s", j->id, j->kind,
-                 resp->http_status, graph_class_name(cls));
+        log_info("job failed", "%s http_status=%d class=%s", f, resp->http_status,
+                 graph_class_name(cls));
     }
     if (rc == 0)
         log_lost(j);

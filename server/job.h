@@ -43,6 +43,13 @@ struct job_env {
     uint64_t rng;        /* xorshift state for jitter */
 };
 
+/* What opens every log line about j, so that a job's lines can be found by
+ * tenant and app as request lines are: job= kind= tenant= (none for a job
+ * without one) app= (the Meta app id, as on webhook lines; none when the app
+ * is gone). Written to out, which it returns. */
+#define JOB_LOG_FIELDS_MAX 128
+const char *job_log_fields(const struct job *j, char *out, size_t outsz);
+
 /* Runs j and records its outcome (fenced by its lease). A failure to record
  * it (the database went away) leaves the job running until its lease
  * expires, when it is rescued and runs again. */

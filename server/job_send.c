@@ -47,6 +47,7 @@ void job_send_run(struct job_env *env, struct job *j)
     buf_init(&err);
     struct graph_response resp;
     memset(&resp, 0, sizeof(resp));
+    char f[JOB_LOG_FIELDS_MAX];
     PGresult *r = db_messages_load(env->conn, j->message_id);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         job_fail_local(env, j, false, "the message could not be read");
@@ -59,7 +60,7 @@ void job_send_run(struct job_env *env, struct job *j)
     if (!PQgetisnull(r, 0, C_MID)) {
         /* Sent by an earlier attempt whose worker lost its lease. */
         if (db_jobs_succeed(env->conn, j) == 0)
-            log_info("send job already finished elsewhere", "job=%" PRId64, j->id);
+            log_info("send job already finished elsewhere", "%s", job_log_fields(j, f, sizeof(f)));
         goto out;
     }
     const char *login = PQgetvalue(r, 0, C_LOGIN);
@@ -99,13 +100,14 @@ void job_send_run(struct job_env *env, struct job *j)
         if (lease < 0) {
             /* The lease runs out and the next attempt sends again: the
              * one case where a database outage can duplicate a reply. */
-            log_warn("could not store a sent message's id", "job=%" PRId64, j->id);
+            log_warn("could not store a sent message's id", "%s", job_log_fields(j, f, sizeof(f)));
             goto out;
         }
         if (lease == 0)
-            log_info("send job lease lost after sending; its message_id is kept", "job=%" PRId64,
-                     j->id);
-        log_debug("reply sent", "job=%" PRId64 " message=%" PRId64, j->id, j->message_id);
+            log_info("send job lease lost after sending; its message_id is kept", "%s",
+                     job_log_fields(j, f, sizeof(f)));
+        log_debug("reply sent", "%s message=%" PRId64, job_log_fields(j, f, sizeof(f)),
+                  j->message_id);
         goto out;
     }
     job_apply(env, j, cls, &resp, err.data, PQgetvalue(r, 0, C_TOKEN));

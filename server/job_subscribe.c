@@ -174,9 +174,10 @@ static void record(struct sub_ctx *s, const char *state, const char *fields_csv,
         "  AND EXISTS (SELECT 1 FROM jobs WHERE id = $7::bigint AND lease_token = $8::bigint"
         "   AND state = 'running')",
         8, NULL, params, NULL, NULL, 0);
+    char f[JOB_LOG_FIELDS_MAX];
     if (PQresultStatus(r) != PGRES_COMMAND_OK)
-        log_warn("could not record an account's subscription", "account=%" PRId64 " sqlstate=%s",
-                 s->j->account_id, db_sqlstate(r));
+        log_warn("could not record an account's subscription", "%s account=%" PRId64 " sqlstate=%s",
+                 job_log_fields(s->j, f, sizeof(f)), s->j->account_id, db_sqlstate(r));
     PQclear(r);
 }
 
@@ -256,6 +257,7 @@ static void subscribe(struct sub_ctx *s)
 {
     struct field_set wanted = {.n = 0}, held = {.n = 0};
     struct buf csv, query;
+    char f[JOB_LOG_FIELDS_MAX];
     buf_init(&csv);
     buf_init(&query);
     const char *fields = PQgetvalue(s->row, 0, C_FIELDS);
@@ -288,7 +290,8 @@ static void subscribe(struct sub_ctx *s)
             failed(s);
             goto out;
         }
-        log_info("subscription written", "account=%" PRId64 " fields=%s", s->j->account_id,
+        log_info("subscription written", "%s account=%" PRId64 " fields=%s",
+                 job_log_fields(s->j, f, sizeof(f)), s->j->account_id,
                  wanted.n > 0 ? csv.data : "none");
         if (!read_edge(s, &held))
             goto out;
@@ -312,7 +315,7 @@ static void subscribe(struct sub_ctx *s)
         buf_dispose(&err);
     }
     if (db_jobs_succeed(s->env->conn, s->j) == 0)
-        log_info("subscribe job lease lost", "job=%" PRId64, s->j->id);
+        log_info("subscribe job lease lost", "%s", job_log_fields(s->j, f, sizeof(f)));
 out:
     set_dispose(&wanted);
     set_dispose(&held);
@@ -439,9 +442,12 @@ void job_unsubscribe_run(struct job_env *env, struct job *j)
         }
         goto out;
     }
+    char f[JOB_LOG_FIELDS_MAX];
+    job_log_fields(j, f, sizeof(f));
     if (db_jobs_succeed(env->conn, j) == 0)
-        log_info("unsubscribe job lease lost", "job=%" PRId64, j->id);
-    log_info("subscription removed", "job=%" PRId64 " app=%" PRId64, j->id, j->app_id);
+        log_info("unsubscribe job lease lost", "%s", f);
+    else
+        log_info("subscription removed", "%s", f);
 out:
     buf_dispose(&ig);
     buf_dispose(&page);

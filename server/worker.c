@@ -183,8 +183,8 @@ static void worker_main(void *arg)
             w->job_token = j.lease_token;
             uv_mutex_unlock(&p->mu);
             wake(p, false); /* there may be more: pass it on */
-            log_debug("job claimed", "job=%" PRId64 " kind=%s attempt=%d", j.id, j.kind,
-                      j.attempts);
+            char f[JOB_LOG_FIELDS_MAX];
+            log_debug("job claimed", "%s attempt=%d", job_log_fields(&j, f, sizeof(f)), j.attempts);
             job_run(&env, &j);
             db_job_dispose(&j);
             uv_mutex_lock(&p->mu);

@@ -3,7 +3,8 @@
  * and a worker's Graph API calls: no secret, token or payload body appears in
  * it; every line is logfmt starting ts= level= msg=; request lines carry req=
  * (the proxy's X-Request-Id when well-formed, echoed in the answer) and app=
- * or tenant=; and the level follows HUBBUB_CONFIG_FILE on SIGHUP.
+ * or tenant=; job lines carry job=, tenant= and app= (the Meta app id); and
+ * the level follows HUBBUB_CONFIG_FILE on SIGHUP.
  */
 #include <ctype.h>
 #include <signal.h>
@@ -20,6 +21,7 @@
 #define VERIFY_TOKEN "zqVERIFYTOKENzq0123"
 #define ACCESS_TOKEN "zqACCESSTOKENzq0123456789"
 #define BODY_MARKER "zqBODYMARKERzq"
+#define REPLY_MARKER "zqREPLYTEXTzq"
 #define IG_NODE "17841400000000951"
 
 static struct h_db db;
@@ -170,6 +172,8 @@ int main(void)
                          fg_env(ig),
                          "HUBBUB_WORKERS=1",
                          "HUBBUB_JOB_POLL_INTERVAL=100ms",
+                         "HUBBUB_JOB_BACKOFF=50ms",
+                         "HUBBUB_JOB_BACKOFF_MAX=100ms",
                          NULL};
     h_server_start(&srv, &db, env);
 
@@ -196,6 +200,18 @@ int main(void)
     tap_ok(h_wait_sql(&db, "succeeded", H_WAIT_MS,
                       "SELECT state FROM jobs WHERE account_id = %lld AND kind = 'subscribe'", acc),
            "its subscribe job runs on a worker");
+    /* A reply whose first send fails with a temporary error: a send job's
+     * lines, at info and debug, and a text that must not be logged. */
+    fg_fail(ig, (struct fg_match){FG_SEND, NULL, NULL}, FG_ERR_2, 1);
+    snprintf(json, sizeof(json), "/v1/accounts/%lld/messages", acc);
+    h_api(&r, &srv, key, "POST", json, "{\"recipient_id\":\"1789\",\"text\":\"" REPLY_MARKER "\"}");
+    tap_is_int(r.status, 202, "a reply is queued");
+    long long msg = h_json_num(r.body, "id");
+    h_resp_free(&r);
+    tap_ok(h_wait_sql(&db, "succeeded 2", H_WAIT_MS,
+                      "SELECT state || ' ' || attempts FROM jobs WHERE message_id = %lld", msg),
+           "and sent on its second attempt");
+    tap_ok(wait_log("msg=\"reply sent\"", 0, H_WAIT_MS), "which is logged");
 
     char url[256];
     snprintf(url, sizeof(url),
@@ -254,14 +270,15 @@ int main(void)
 
     /* ---- what the log holds ---- */
     char *log = h_server_log(&srv);
-    static const char *const secrets[] = {APP_SECRET,      VERIFY_TOKEN,      ACCESS_TOKEN,
-                                          BODY_MARKER,     H_ADMIN_TOKEN,     "zqWRONGTOKENzq",
-                                          "zqCHALLENGEzq", "zqNOTTHESECRETzq"};
+    static const char *const secrets[] = {APP_SECRET,      VERIFY_TOKEN,       ACCESS_TOKEN,
+                                          BODY_MARKER,     H_ADMIN_TOKEN,      "zqWRONGTOKENzq",
+                                          "zqCHALLENGEzq", "zqNOTTHESECRETzq", REPLY_MARKER};
     for (size_t i = 0; i < sizeof(secrets) / sizeof(secrets[0]); i++)
         tap_ok(strstr(log, secrets[i]) == NULL, "the log does not hold %.14s...", secrets[i]);
     tap_ok(strstr(log, key) == NULL && strstr(log, key + 8) == NULL, "nor the tenant's API key");
     tap_ok(strstr(log, h_master_key()) == NULL, "nor the master key");
     int lines = 0, bad = 0, admin_lines = 0, admin_bad = 0, webhook_lines = 0, webhook_bad = 0;
+    int job_lines = 0, job_bad = 0, retry_lines = 0;
     for (char *p = log; *p != '\0';) {
         char *eol = strchr(p, '\n');
         size_t len = eol != NULL ? (size_t)(eol - p) : strlen(p);
@@ -281,6 +298,15 @@ int main(void)
             webhook_lines++;
             if (!has_key(keys, nk, "req") || !has_key(keys, nk, "app"))
                 webhook_bad++, tap_diag("without req= or app=: %.*s", (int)len, p);
+        } else if (has_key(keys, nk, "job")) {
+            job_lines++;
+            char line[1024];
+            snprintf(line, sizeof(line), "%.*s ", (int)len, p);
+            retry_lines += strstr(line, "msg=\"job will be retried\"") != NULL;
+            const char *t = strstr(line, " tenant=");
+            if (!has_key(keys, nk, "kind") || t == NULL || !isdigit((unsigned char)t[8]) ||
+                strstr(line, " app=" APP " ") == NULL)
+                job_bad++, tap_diag("without kind=, tenant= or app=: %.*s", (int)len, p);
         }
         p = eol != NULL ? eol + 1 : p + len;
     }
@@ -289,6 +315,9 @@ int main(void)
            "all %d admin API lines carry req= and tenant=", admin_lines);
     tap_ok(webhook_lines >= 5 && webhook_bad == 0,
            "all %d webhook lines carry req= and app=", webhook_lines);
+    tap_ok(job_lines >= 4 && retry_lines == 1 && job_bad == 0,
+           "all %d job lines (%d of a retry) carry job=, kind=, the tenant and the app", job_lines,
+           retry_lines);
     free(log);
 
     /* ---- SIGHUP ---- */

@@ -4,8 +4,10 @@
  * counted by field and duplicates are not; histograms are consistent
  * (cumulative buckets, +Inf equal to _count, batch sizes summing to the
  * deliveries stored); the jobs gauge follows the jobs table; Graph API calls
- * are counted by outcome; /metrics wants the operator's token; /readyz turns
- * 503 while the database refuses connections and 200 again after.
+ * are counted by outcome, on the subscribe path and on the send path (a
+ * Meta error 2, 613 or 190 moves its own outcome by one); /metrics wants the operator's token;
+ * /readyz turns 503 while the database refuses connections, or while the
+ * applied migrations are not the embedded ones, and 200 again after.
  */
 #include <math.h>
 #include <signal.h>
@@ -59,6 +61,64 @@ static double metric(const char *series)
     double v = value_of(t, series);
     free(t);
     return v;
+}
+
+static const char *const GRAPH_OUTCOMES[] = {"ok",           "temporary",      "app_rate_limited",
+                                             "rate_limited", "policy_blocked", "token_invalid",
+                                             "permanent",    "timeout",        "transport_error"};
+#define NGRAPH (sizeof(GRAPH_OUTCOMES) / sizeof(GRAPH_OUTCOMES[0]))
+
+static void read_graph(double *v)
+{
+    char *t = scrape();
+    for (size_t i = 0; i < NGRAPH; i++) {
+        char series[96];
+        snprintf(series, sizeof(series), "hubbub_graph_requests_total{outcome=\"%s\"}",
+                 GRAPH_OUTCOMES[i]);
+        v[i] = value_of(t, series);
+    }
+    free(t);
+}
+
+/* Each Graph API outcome moved by want[outcome] (0 when not named). */
+static void expect_graph(const double *before, const char *o1, int n1, const char *o2, int n2,
+                         const char *what)
+{
+    double after[NGRAPH];
+    read_graph(after);
+    int bad = 0;
+    for (size_t i = 0; i < NGRAPH; i++) {
+        double want = 0;
+        if (o1 != NULL && strcmp(GRAPH_OUTCOMES[i], o1) == 0)
+            want += n1;
+        if (o2 != NULL && strcmp(GRAPH_OUTCOMES[i], o2) == 0)
+            want += n2;
+        if (after[i] - before[i] != want)
+            bad++, tap_diag("outcome=%s moved %g -> %g, not by %g", GRAPH_OUTCOMES[i], before[i],
+                            after[i], want);
+    }
+    tap_ok(bad == 0, "%s", what);
+}
+
+/* Polls /readyz until it answers want; *body gets its last answer. */
+static bool wait_readyz(long want, char **body)
+{
+    int64_t deadline = h_now_ms() + H_WAIT_MS;
+    long st = 0;
+    *body = NULL;
+    while (h_now_ms() < deadline && st != want) {
+        char url[128];
+        struct h_resp r;
+        snprintf(url, sizeof(url), "%s/readyz", srv.base);
+        h_http(&r, "GET", url, NULL, NULL, 0);
+        st = r.status;
+        free(*body);
+        *body = strdup(r.body != NULL ? r.body : "");
+        h_resp_free(&r);
+        if (st != want)
+            h_sleep_ms(20);
+    }
+    return st == want;
 }
 
 static bool wait_metric(const char *series, double want, int timeout_ms)
@@ -273,6 +333,9 @@ int main(void)
                          "HUBBUB_WORKERS=1",
                          "HUBBUB_JOB_POLL_INTERVAL=100ms",
                          "HUBBUB_DB_RETRY_MAX=100ms",
+                         "HUBBUB_JOB_BACKOFF=50ms",
+                         "HUBBUB_JOB_BACKOFF_MAX=100ms",
+                         "HUBBUB_GRAPH_MAX_PAUSE=100ms",
                          NULL};
     h_server_start(&srv, &db, env);
     size_t len;
@@ -426,6 +489,56 @@ int main(void)
                "graph_requests_total{outcome=ok} equals the calls Meta got");
     tap_ok(metric("hubbub_db_connections{pool=\"worker\",state=\"open\"}") == 1,
            "the worker's connection is shown");
+
+    /* The send path: one reply per Meta error, each failing once. */
+    static const struct {
+        enum fg_mode mode;
+        const char *outcome;
+        const char *then; /* the job once the error is handled */
+        int oks;          /* successful sends after it */
+    } sends[] = {{FG_ERR_2, "temporary", "succeeded 2", 1},
+                 {FG_ERR_613, "rate_limited", "succeeded 1", 1},
+                 {FG_ERR_190, "token_invalid", "queued 0", 0}};
+    for (size_t i = 0; i < sizeof(sends) / sizeof(sends[0]); i++) {
+        double g0[NGRAPH];
+        read_graph(g0);
+        long sends_before = fg_sends(ig, IG_NODE, NULL);
+        fg_fail(ig, (struct fg_match){FG_SEND, NULL, NULL}, sends[i].mode, 1);
+        char path[96];
+        snprintf(path, sizeof(path), "/v1/accounts/%lld/messages", acc);
+        snprintf(json, sizeof(json), "{\"recipient_id\":\"178%zu\",\"text\":\"hi %zu\"}", i, i);
+        h_api(&r, &srv, key, "POST", path, json);
+        long long msg = h_json_num(r.body, "id");
+        if (r.status != 202)
+            tap_bail("queueing a reply: %ld %s", r.status, r.body);
+        h_resp_free(&r);
+        bool done =
+            h_wait_sql(&db, sends[i].then, H_WAIT_MS,
+                       "SELECT state || ' ' || attempts FROM jobs"
+                       " WHERE message_id = %lld AND (state <> 'queued' OR last_error IS NOT NULL)",
+                       msg);
+        tap_ok(done && fg_faults_left(ig) == 0, "a reply whose send fails with %s: job %s",
+               sends[i].outcome, sends[i].then);
+        tap_is_int(fg_sends(ig, IG_NODE, NULL) - sends_before, sends[i].oks,
+                   "and Meta took %d send", sends[i].oks);
+        char what[128];
+        snprintf(what, sizeof(what), "graph_requests_total: %s +1, ok +%d, nothing else",
+                 sends[i].outcome, sends[i].oks);
+        expect_graph(g0, sends[i].outcome, 1, "ok", sends[i].oks, what);
+    }
+    free(b);
+
+    /* ---- a schema that is not the one the binary embeds ---- */
+    char *sum = h_db_text(&db, "SELECT checksum FROM schema_migrations WHERE version = 1");
+    h_db_exec(&db, "UPDATE schema_migrations SET checksum = repeat('0', 64) WHERE version = 1");
+    tap_ok(wait_readyz(503, &b),
+           "/readyz gets 503 when an applied migration is not the embedded one");
+    tap_contains(b, "\"schema\":", "naming the schema check");
+    tap_ok(strstr(b, "\"database\":") == NULL, "and not the database");
+    free(b);
+    h_db_exec(&db, "UPDATE schema_migrations SET checksum = '%s' WHERE version = 1", sum);
+    free(sum);
+    tap_ok(wait_readyz(200, &b), "and 200 again once it is");
     free(b);
 
     /* ---- the database goes away ---- */

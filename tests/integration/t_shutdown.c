@@ -13,7 +13,8 @@
  *      the exit.
  *   2. 50 deliveries blocked on the commit (10 of them on one HTTP/2
  *      connection) and one on its app lookup when SIGTERM comes: hubbub
- *      waits, refuses new connections, answers 503 to a delivery on an open
+ *      waits, refuses new connections, answers 503 (with Connection: close,
+ *      counted as shutting_down in /metrics) to a delivery on an open
  *      keep-alive connection, answers all the waiting ones once the commit
  *      goes through, every 200 is stored, and it exits 0 at once.
  *   3. 100 deliveries on 50 connections, SIGTERM after the first answers:
@@ -426,15 +427,16 @@ static int64_t wait_eof(int fd, int timeout_ms)
 }
 
 /* Sends one HTTP/1.1 request on a keep-alive connection and reads the
- * answer; returns its status, or 0 when the connection closed first. */
-static long h1_exchange(int fd, const char *req, size_t len)
+ * answer into buf (cap bytes, at least 4096); returns its status, or 0 when
+ * the connection closed first. */
+static long h1_exchange_into(int fd, const char *req, size_t len, char *buf, size_t cap)
 {
     if (!send_all(fd, req, len))
         return 0;
-    char buf[4096];
     size_t have = 0;
+    buf[0] = '\0';
     for (;;) {
-        ssize_t n = recv_some(fd, buf + have, sizeof(buf) - 1 - have, 5000);
+        ssize_t n = recv_some(fd, buf + have, cap - 1 - have, 5000);
         if (n <= 0)
             return 0;
         have += (size_t)n;
@@ -446,10 +448,16 @@ static long h1_exchange(int fd, const char *req, size_t len)
         size_t body = cl != NULL && cl < end ? strtoul(cl + 17, NULL, 10) : 0;
         if (have >= (size_t)(end + 4 - buf) + body)
             break;
-        if (have == sizeof(buf) - 1)
+        if (have == cap - 1)
             return 0;
     }
     return strncmp(buf, "HTTP/1.1 ", 9) == 0 ? strtol(buf + 9, NULL, 10) : 0;
+}
+
+static long h1_exchange(int fd, const char *req, size_t len)
+{
+    char buf[4096];
+    return h1_exchange_into(fd, req, len, buf, sizeof(buf));
 }
 
 static bool h1_healthz(int fd)
@@ -589,8 +597,7 @@ static long healthz(const struct h_server *s)
 static void scenario_http2(struct h_db *db)
 {
     struct h_server s;
-    const char *env[] = {"HUBBUB_LOG_LEVEL=info", "HUBBUB_SHUTDOWN_TIMEOUT=10s",
-                         NULL};
+    const char *env[] = {"HUBBUB_LOG_LEVEL=info", "HUBBUB_SHUTDOWN_TIMEOUT=10s", NULL};
     h_server_start(&s, db, env);
 
     /* An HTTP/2 client that goes away while hubbub looks its app up (the
@@ -732,8 +739,7 @@ static void scenario_http2(struct h_db *db)
 static void scenario_drain(struct h_db *db)
 {
     struct h_server s;
-    const char *env[] = {"HUBBUB_LOG_LEVEL=info", "HUBBUB_SHUTDOWN_TIMEOUT=10s",
-                         NULL};
+    const char *env[] = {"HUBBUB_LOG_LEVEL=info", "HUBBUB_SHUTDOWN_TIMEOUT=10s", NULL};
     h_server_start(&s, db, env);
     enum { N1 = 40, N2 = 10, N = N1 + N2 };
     struct post *posts = calloc(N, sizeof(*posts));
@@ -745,6 +751,8 @@ static void scenario_drain(struct h_db *db)
     int reqlen = h1_post_text(req, sizeof(req), 2998);
     int idle = tcp_connect(s.port);
     bool idle_ok = idle >= 0 && h1_exchange(idle, req, (size_t)reqlen) == 200;
+    int scrape = tcp_connect(s.port); /* for /metrics during the drain */
+    idle_ok = idle_ok && scrape >= 0 && h1_healthz(scrape);
 
     /* Commits are held, and so are app lookups: APP2_ID is not cached. */
     PGconn *lock = lock_tables(db, "LOCK TABLE deliveries IN EXCLUSIVE MODE; "
@@ -784,11 +792,26 @@ static void scenario_drain(struct h_db *db)
     /* A delivery on a connection that was already open: a clean refusal (or
      * a closed connection), never 200, nothing stored. */
     reqlen = h1_post_text(req, sizeof(req), 2999);
-    long late = idle >= 0 ? h1_exchange(idle, req, (size_t)reqlen) : -1;
+    char raw[4096];
+    long late = idle >= 0 ? h1_exchange_into(idle, req, (size_t)reqlen, raw, sizeof(raw)) : -1;
     tap_ok(late == 503 || late == 0,
            "while draining, a delivery on an open keep-alive connection "
            "gets 503 or a closed connection (%ld)",
            late);
+    tap_ok(late != 503 || strcasestr(raw, "\r\nconnection: close\r\n") != NULL,
+           "a 503 answered while draining says Connection: close");
+    static const char metrics_req[] =
+        "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " H_ADMIN_TOKEN
+        "\r\n\r\n";
+    size_t mcap = 1 << 20;
+    char *mraw = malloc(mcap);
+    long mst = h1_exchange_into(scrape, metrics_req, sizeof(metrics_req) - 1, mraw, mcap);
+    tap_ok(mst == 200 &&
+               (late != 503 || strstr(mraw, "\nhubbub_webhook_deliveries_total{app=\"unknown\","
+                                            "outcome=\"shutting_down\"} 1\n") != NULL),
+           "/metrics, on a connection open before SIGTERM, counts it as shutting_down (%ld)", mst);
+    free(mraw);
+    close(scrape);
 
     unlock_tables(lock);
     int64_t took;
@@ -928,7 +951,7 @@ int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    tap_plan(41);
+    tap_plan(43);
 
     struct h_db db;
     h_db_create(&db, "shutdown");

@@ -2,8 +2,9 @@
  * t_worker_send.c - replies through the outbox: a reply posted to the API
  * reaches the (fake) Send API exactly once in the normal case, survives
  * temporary failures, stops at permanent ones, waits out rate limits, waits
- * for a new token after a 190, keeps a conversation's order, and is linked
- * to the echo webhook of the message it became.
+ * for a new token after a 190, keeps a conversation's order, is linked to
+ * the echo webhook of the message it became, and, still in its call when
+ * the shutdown timeout ends, is put back in the queue for the next process.
  */
 #include <signal.h>
 #include <stdarg.h>
@@ -430,6 +431,34 @@ int main(void)
     tap_ok(strstr(log, TOKEN) == NULL && strstr(log, TOKEN2) == NULL && strstr(log, TOKEN3) == NULL,
            "no access token in the server log");
     free(log);
+    tap_is_int(h_server_stop(&srv, SIGTERM), 0, "server exits 0");
+
+    /* ---- a send still in its call when the shutdown timeout ends ---- */
+    const char *env_short[] = {fg_env(ig),
+                               "HUBBUB_WORKERS=1",
+                               "HUBBUB_JOB_POLL_INTERVAL=200ms",
+                               "HUBBUB_GRAPH_TIMEOUT=10s",
+                               "HUBBUB_SHUTDOWN_TIMEOUT=300ms",
+                               NULL};
+    h_server_start(&srv, &db, env_short);
+    fg_set_slow_ms(ig, 3000);
+    fg_fail(ig, (struct fg_match){FG_SEND, NODE, "777"}, FG_SLOW, 1);
+    long long m10 = post_msg("777", "cut short", NULL, NULL);
+    deadline = h_now_ms() + H_WAIT_MS;
+    while (fg_faults_left(ig) > 0 && h_now_ms() < deadline)
+        h_sleep_ms(10);
+    tap_ok(fg_faults_left(ig) == 0 && wait_job(m10, "running 1"), "a send waits on a slow Meta");
+    int64_t t0 = h_now_ms();
+    tap_is_int(h_server_stop(&srv, SIGTERM), 0, "SIGTERM: hubbub exits 0 without waiting for it");
+    int64_t took = h_now_ms() - t0;
+    tap_ok(took < 2000, "within the shutdown timeout, not the call's (%lld ms)", (long long)took);
+    is_sql("queued 0 released", "its job is put back in the queue, its attempt given back",
+           "SELECT state || ' ' || attempts || ' ' || (last_error->>'class') FROM jobs"
+           " WHERE message_id = %lld",
+           m10);
+    h_server_start(&srv, &db, env);
+    tap_ok(wait_job(m10, "succeeded 1"), "the next process sends it");
+    tap_is_int(sends_of("cut short"), 1, "once");
     tap_is_int(h_server_stop(&srv, SIGTERM), 0, "server exits 0");
     fg_stop(ig);
     h_db_drop(&db);
