@@ -323,6 +323,8 @@ static bool is_key_char(char c, bool first)
 /* Parses one line's value starting at p (up to end) into out. */
 static int parse_value(const char *p, const char *end, struct buf *out)
 {
+    if (end > p && end[-1] == '\r')
+        end--; /* a CRLF line ending, after a quoted value too */
     while (p < end && (*p == ' ' || *p == '\t'))
         p++;
     if (p < end && (*p == '"' || *p == '\'')) {
@@ -347,7 +349,7 @@ static int parse_value(const char *p, const char *end, struct buf *out)
             p++;
         return p == end ? 0 : HB_EINVAL; /* nothing may follow the closing quote */
     }
-    while (end > p && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r'))
+    while (end > p && (end[-1] == ' ' || end[-1] == '\t'))
         end--;
     buf_append(out, p, (size_t)(end - p));
     return 0;

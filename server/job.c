@@ -219,22 +219,59 @@ bool job_fail_local(struct job_env *env, struct job *j, bool is_permanent, const
     return is_final;
 }
 
+/* Fails j, rescued after its last attempt, and with it a subscription that
+ * waits for it: both in one transaction, and the account only when j still
+ * held its lease (a worker that lost it must not fail a subscription asked
+ * for again since). */
+static void fail_interrupted(struct job_env *env, struct job *j)
+{
+    static const char message[] = "the job's last attempt was interrupted";
+    bool is_sub = strcmp(j->kind, "subscribe") == 0 && j->account_id > 0;
+    if (!is_sub) {
+        job_fail_local(env, j, true, message);
+        return;
+    }
+    struct buf err;
+    buf_init(&err);
+    job_local_error(&err, true, message);
+    PGresult *r = PQexec(env->conn, "BEGIN");
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+    int rc = ok ? db_jobs_finish(env->conn, j, "failed", err.data) : HB_EUNAVAILABLE;
+    if (rc == 1) {
+        char id[24];
+        snprintf(id, sizeof(id), "%" PRId64, j->account_id);
+        const char *params[] = {id};
+        r = PQexecParams(env->conn,
+                         "UPDATE accounts SET sub_state = 'failed', sub_checked_at = now(),"
+                         " sub_error = '{\"class\":\"permanent\",\"message\":"
+                         "\"the subscription job was interrupted at its last attempt\"}'"
+                         " WHERE id = $1::bigint AND sub_state = 'pending'",
+                         1, NULL, params, NULL, NULL, 0);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK)
+            rc = HB_EUNAVAILABLE;
+        PQclear(r);
+    }
+    if (ok) {
+        r = PQexec(env->conn, rc == 1 ? "COMMIT" : "ROLLBACK");
+        if (PQresultStatus(r) != PGRES_COMMAND_OK && rc == 1)
+            rc = HB_EUNAVAILABLE;
+        PQclear(r);
+    }
+    char f[JOB_LOG_FIELDS_MAX];
+    if (rc == 0)
+        log_lost(j);
+    else if (rc < 0)
+        log_warn("could not record an interrupted subscription; its lease will expire again", "%s",
+                 job_log_fields(j, f, sizeof(f)));
+    buf_dispose(&err);
+}
+
 void job_run(struct job_env *env, struct job *j)
 {
     if (j->attempts > env->cfg->job_max_attempts) {
         /* Rescued after its last attempt: the worker died running it. */
-        job_fail_local(env, j, true, "the job's last attempt was interrupted");
-        if (strcmp(j->kind, "subscribe") == 0 && j->account_id > 0) {
-            char id[24];
-            snprintf(id, sizeof(id), "%" PRId64, j->account_id);
-            const char *params[] = {id};
-            PQclear(PQexecParams(env->conn,
-                                 "UPDATE accounts SET sub_state = 'failed', sub_checked_at = now(),"
-                                 " sub_error = '{\"class\":\"permanent\",\"message\":"
-                                 "\"the subscription job was interrupted at its last attempt\"}'"
-                                 " WHERE id = $1::bigint AND sub_state = 'pending'",
-                                 1, NULL, params, NULL, NULL, 0));
-        }
+        fail_interrupted(env, j);
         return;
     }
     if (strcmp(j->kind, "send") == 0)

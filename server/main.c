@@ -103,6 +103,20 @@ static void die(const char *msg, const char *detail)
 
 /* ---- serve ---- */
 
+/* Ends the process while other threads may still be inside libpq, libcurl or
+ * OpenSSL (a call stuck past the drain time). exit() would run the
+ * libraries' atexit cleanup (OpenSSL's) under them, which is undefined and
+ * may crash the process on its way out, changing its exit status. Nothing
+ * acknowledged depends on those threads: a delivery gets 200 only once
+ * committed, a job still running has been put back in the queue, and log
+ * lines are written unbuffered. */
+static _Noreturn void exit_leaving_threads(int code)
+{
+    fflush(stdout);
+    fflush(stderr);
+    _exit(code);
+}
+
 struct serve_state {
     struct server srv;
     struct config *cfg; /* srv.cfg, which SIGHUP may change */
@@ -142,7 +156,7 @@ static void on_drain_tick(uv_timer_t *t)
     if (elapsed > (uint64_t)srv->cfg->shutdown_timeout_ms) {
         log_error("shutdown timed out; exiting with work still in flight",
                   "waiting=%zu connections=%zu", srv->inflight, http_connection_count(srv->http));
-        exit(1);
+        exit_leaving_threads(1);
     }
     uint64_t half = (uint64_t)srv->cfg->shutdown_timeout_ms / 2;
     uint64_t grace = IDLE_GRACE_MS < half ? IDLE_GRACE_MS : half;
@@ -165,7 +179,7 @@ static void on_signal(uv_signal_t *sig, int signum)
     struct serve_state *st = sig->data;
     if (st->phase != 0) {
         log_warn("second signal; exiting now", "signal=%d", signum);
-        exit(1);
+        exit_leaving_threads(1);
     }
     log_info("shutting down: finishing in-flight deliveries", "signal=%d", signum);
     st->phase = 1;
@@ -515,17 +529,19 @@ static int cmd_serve(struct config *cfg)
      * or the next start. */
     uv_update_time(&loop);
     int64_t left = cfg->shutdown_timeout_ms - (int64_t)(uv_now(&loop) - st.drain_started);
-    upkeep_stop(st.upkeep, left > 0 ? left : 0);
+    bool is_left_behind = !upkeep_stop(st.upkeep, left > 0 ? left : 0);
     uv_update_time(&loop);
     left = cfg->shutdown_timeout_ms - (int64_t)(uv_now(&loop) - st.drain_started);
-    if (st.workers != NULL && worker_pool_stop(st.workers, left > 0 ? left : 0) != 0) {
-        /* A worker is still inside a Graph API call: leave libcurl and the
-         * keys alone under it, and exit. */
-        log_info("stopped", "%s", "");
-        exit(rc == 0 ? 0 : 1);
+    if (st.workers != NULL && worker_pool_stop(st.workers, left > 0 ? left : 0) != 0)
+        is_left_behind = true; /* a worker is still inside a Graph API call */
+    if (!probe_stop(srv->probe, 1000))
+        is_left_behind = true;
+    if (is_left_behind) {
+        /* Leave libcurl, libpq, OpenSSL and the keys alone under them. */
+        log_info("stopped", "left_behind=%s", "threads");
+        exit_leaving_threads(rc == 0 ? 0 : 1);
     }
     curl_global_cleanup();
-    probe_stop(srv->probe, 1000);
     db_ingest_free(srv->ingest);
     stats_free(srv->stats);
     appcache_free(srv->apps);

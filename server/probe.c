@@ -150,10 +150,10 @@ void probe_read(struct probe *p, struct probe_snapshot *out)
     pthread_mutex_unlock(&p->mu);
 }
 
-void probe_stop(struct probe *p, int64_t wait_ms)
+bool probe_stop(struct probe *p, int64_t wait_ms)
 {
     if (p == NULL)
-        return;
+        return true;
     uint64_t deadline = probe_now_ms() + (uint64_t)wait_ms;
     pthread_mutex_lock(&p->mu);
     p->is_stopping = true;
@@ -173,10 +173,11 @@ void probe_stop(struct probe *p, int64_t wait_ms)
     if (!exited) {
         log_warn("readiness probe stuck in a query at shutdown; leaving it", "%s", "");
         pthread_detach(p->thread);
-        return; /* the thread still uses p */
+        return false; /* the thread still uses p */
     }
     pthread_join(p->thread, NULL);
     pthread_cond_destroy(&p->cv);
     pthread_mutex_destroy(&p->mu);
     free(p);
+    return true;
 }

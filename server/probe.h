@@ -41,8 +41,9 @@ struct probe *probe_start(const char *url, int64_t interval_ms);
 /* Copies the latest snapshot. Any thread. */
 void probe_read(struct probe *p, struct probe_snapshot *out);
 /* Stops the thread; if it is stuck in a query for longer than wait_ms, it is
- * left behind (the process is exiting) rather than waited for. */
-void probe_stop(struct probe *p, int64_t wait_ms);
+ * left behind (the process is exiting) rather than waited for, and false is
+ * returned. */
+bool probe_stop(struct probe *p, int64_t wait_ms);
 
 uint64_t probe_now_ms(void); /* the monotonic clock snapshots use */
 

@@ -83,10 +83,10 @@ struct upkeep *upkeep_start(const struct config *cfg)
     return u;
 }
 
-void upkeep_stop(struct upkeep *u, int64_t timeout_ms)
+bool upkeep_stop(struct upkeep *u, int64_t timeout_ms)
 {
     if (u == NULL)
-        return;
+        return true;
     uint64_t deadline = uv_hrtime() + (uint64_t)timeout_ms * 1000000;
     uv_mutex_lock(&u->mu);
     u->is_stopping = true;
@@ -103,10 +103,11 @@ void upkeep_stop(struct upkeep *u, int64_t timeout_ms)
         /* Stuck on an unresponsive database: the process is exiting, so the
          * thread is left to it rather than freed under it. */
         log_warn("partition upkeep still waiting on the database at shutdown", "%s", "");
-        return;
+        return false;
     }
     uv_thread_join(&u->thread);
     uv_cond_destroy(&u->cond);
     uv_mutex_destroy(&u->mu);
     free(u);
+    return true;
 }

@@ -20,6 +20,6 @@ struct upkeep;
 struct upkeep *upkeep_start(const struct config *cfg);
 /* Stops and joins the thread, waiting at most timeout_ms for a database
  * call in progress (then leaves it: for process exit). NULL is a no-op. */
-void upkeep_stop(struct upkeep *u, int64_t timeout_ms);
+bool upkeep_stop(struct upkeep *u, int64_t timeout_ms); /* false: left running */
 
 #endif

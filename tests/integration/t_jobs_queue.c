@@ -3,6 +3,8 @@
  *   - db/jobs.c against a real PostgreSQL: lease fencing (a worker whose
  *     lease expired and whose job was taken over changes nothing), the
  *     serial key order through a retry, holds for a dead token and a pause;
+ *   - a subscribe job rescued after its last attempt marks its account
+ *     failed only while its worker still holds the lease;
  *   - a worker killed mid-job: its job is rescued when the lease expires and
  *     run by another process;
  *   - two hubbub processes on one database draining 1 000 replies: each
@@ -18,6 +20,7 @@
 
 #include "db/jobs.h"
 #include "db/pool.h"
+#include "server/job.h"
 #include "tests/fake_graph/fake_graph.h"
 #include "tests/integration/harness.h"
 #include "tests/integration/waitfor.h"
@@ -51,6 +54,53 @@ static long long claim(const char *owner, long long lease_ms, struct job *j)
 }
 
 static void producers_serialise(long long account);
+
+/* A subscribe job rescued after its last attempt fails its account; a
+ * worker whose lease was taken over must not fail the account again after
+ * it was subscribed anew. */
+static void rescued_last_attempt(void)
+{
+    h_db_exec(&db, "INSERT INTO tenants (name) VALUES ('r')");
+    h_db_exec(&db, "INSERT INTO apps (tenant_id, meta_app_id, verify_token_sealed)"
+                   " SELECT id, '4440000000002', 'x' FROM tenants WHERE name = 'r'");
+    long long acc =
+        h_db_int(&db, "INSERT INTO accounts (tenant_id, app_id, ig_id, login_type,"
+                      " access_token_sealed, access_token_hint, sub_state)"
+                      " SELECT tenant_id, id, '2', 'instagram_login', 'x', 'x', 'pending'"
+                      " FROM apps WHERE meta_app_id = '4440000000002' RETURNING id");
+    char serial[32];
+    snprintf(serial, sizeof(serial), "sub:%lld", acc);
+    insert_job(serial, acc);
+    h_db_exec(&db, "UPDATE jobs SET attempts = 3 WHERE serial_key = '%s'", serial);
+
+    struct config cfg;
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.job_max_attempts = 3;
+    struct job_env env = {.conn = db.conn, .cfg = &cfg, .rng = 1};
+    struct job x, y;
+    long long id = claim("owner-x", 1, &x);
+    tap_ok(id > 0 && x.attempts == 4, "a subscribe job is claimed after its last attempt");
+    h_sleep_ms(20);
+    int rescued = 0;
+    db_jobs_rescue(db.conn, &rescued);
+    tap_is_int(claim("owner-y", 60000, &y), id, "its lease expires and another worker takes it");
+    job_run(&env, &y);
+    char *st = h_db_text(&db,
+                         "SELECT state || ' ' || sub_state FROM jobs j JOIN accounts a"
+                         " ON a.id = j.account_id WHERE j.id = %lld",
+                         id);
+    tap_is_str(st, "failed failed", "the job fails, and so does its account's subscription");
+    free(st);
+    h_db_exec(&db, "UPDATE accounts SET sub_state = 'pending', sub_error = NULL WHERE id = %lld",
+              acc);
+    job_run(&env, &x);
+    st = h_db_text(&db, "SELECT sub_state FROM accounts WHERE id = %lld", acc);
+    tap_is_str(st, "pending",
+               "the first worker, whose lease was lost, leaves the new subscription alone");
+    free(st);
+    db_job_dispose(&x);
+    db_job_dispose(&y);
+}
 
 static void queue_semantics(void)
 {
@@ -400,6 +450,7 @@ int main(void)
     if (db_jobs_prepare(db.conn) != 0)
         tap_bail("preparing the claim: %s", PQerrorMessage(db.conn));
     queue_semantics();
+    rescued_last_attempt();
 
     struct fg *ig = fg_start(FG_INSTAGRAM, "v25.0");
     if (ig == NULL)

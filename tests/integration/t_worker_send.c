@@ -452,6 +452,10 @@ int main(void)
     tap_is_int(h_server_stop(&srv, SIGTERM), 0, "SIGTERM: hubbub exits 0 without waiting for it");
     int64_t took = h_now_ms() - t0;
     tap_ok(took < 2000, "within the shutdown timeout, not the call's (%lld ms)", (long long)took);
+    log = h_server_log(&srv);
+    tap_contains(log, "left_behind=threads",
+                 "  it ends without the libraries' exit handlers, the call's thread still in them");
+    free(log);
     is_sql("queued 0 released", "its job is put back in the queue, its attempt given back",
            "SELECT state || ' ' || attempts || ' ' || (last_error->>'class') FROM jobs"
            " WHERE message_id = %lld",

@@ -170,6 +170,8 @@ static void test_config_file_parse(void **state)
                                "Q=\"a\\\"b\\\\c\\nd\"\n"
                                "EMPTY=\n"
                                "CRLF=value\r\n"
+                               "CRLF_QUOTED=\"a b\"\r\n"
+                               "CRLF_SINGLE='c d' \r\n"
                                "LAST=no newline";
     struct config_pair *p;
     size_t n;
@@ -184,6 +186,8 @@ static void test_config_file_parse(void **state)
         {"Q", "a\"b\\c\nd"},
         {"EMPTY", ""},
         {"CRLF", "value"},
+        {"CRLF_QUOTED", "a b"},
+        {"CRLF_SINGLE", "c d"},
         {"LAST", "no newline"},
     };
     assert_int_equal(n, sizeof(want) / sizeof(want[0]));
