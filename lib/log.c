@@ -108,6 +108,8 @@ void log_write(enum log_level level, const char *msg, const char *fmt, ...)
         va_end(ap);
         if (m > 0)
             len += (size_t)m < sizeof(line) - len ? (size_t)m : sizeof(line) - len - 1;
+        else
+            len--; /* no fields after all ("%s", ""): no trailing space */
     }
     if (len >= sizeof(line) - 1)
         len = sizeof(line) - 2;
