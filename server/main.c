@@ -95,10 +95,13 @@ static const char USAGE[] =
     "Settings come from the environment, then from the file HUBBUB_CONFIG_FILE names;\n"
     "see README.md or `hubbub config check`.\n";
 
-static void die(const char *msg, const char *detail)
+/* Ends the process at once: serve may already run threads inside libpq or
+ * libcurl, under which exit()'s handlers (OpenSSL's cleanup) must not run. */
+static _Noreturn void die(const char *msg, const char *detail)
 {
+    fflush(stdout);
     fprintf(stderr, "hubbub: %s%s%s\n", msg, detail ? ": " : "", detail ? detail : "");
-    exit(1);
+    _exit(1);
 }
 
 /* ---- serve ---- */
@@ -457,11 +460,6 @@ static int cmd_serve(struct config *cfg)
                  "calls); a slow job may run twice at once",
                  "lease_ms=%" PRId64 " call_ms=%" PRId64, cfg->job_lease_ms,
                  cfg->graph_timeout_ms + cfg->graph_connect_timeout_ms);
-    if (cfg->workers > 0)
-        st.workers = worker_pool_start(cfg, keys, srv->stats);
-    srv->workers = st.workers;
-    st.upkeep = upkeep_start(cfg);
-
     srv->http = http_new(&loop, cfg->body_limit, cfg->request_timeout_ms);
     http_set_observer(srv->http, observe_request_done, srv);
     http_route(srv->http, "/healthz", true, healthz, srv);
@@ -495,6 +493,12 @@ static int cmd_serve(struct config *cfg)
             die(err, NULL);
         log_info("HTTPS listening for the admin API", "addr=%s", cfg->tls_admin_listen);
     }
+    /* Jobs and upkeep start once every listener is up: a start that fails on
+     * its settings makes no Graph API call and changes nothing. */
+    if (cfg->workers > 0)
+        st.workers = worker_pool_start(cfg, keys, srv->stats);
+    srv->workers = st.workers;
+    st.upkeep = upkeep_start(cfg);
 
     uv_signal_init(&loop, &st.sigint);
     uv_signal_init(&loop, &st.sigterm);
