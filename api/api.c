@@ -242,6 +242,7 @@ void api_not_found(struct api_call *call, const char *what)
 void api_db_error(struct api_call *call, PGconn *c, const PGresult *r, const char *conflict_msg)
 {
     int rc = db_result_rc(c, r);
+    snprintf(call->sqlstate, sizeof(call->sqlstate), "%s", db_sqlstate(r));
     if (strcmp(db_sqlstate(r), "57014") == 0) {
         api_error(call, 503, "timeout", "the query took too long; narrow the filters");
     } else if (rc == HB_EUNAVAILABLE) {

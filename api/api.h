@@ -69,6 +69,7 @@ struct api_call {
     struct buf out;     /* JSON body; empty for 204 */
     char location[128]; /* Location header for a 201, or "" */
     int retry_after;    /* seconds, for 429 and 503; 0 for none */
+    char sqlstate[6];   /* of a statement that failed (api_db_error), or "" */
 };
 
 /* "req=<id> tenant=<id|operator|none>" for a log line about call. */

@@ -34,7 +34,7 @@
 
 /* Unix epoch to PostgreSQL epoch (2000-01-01) in microseconds. */
 #define PG_EPOCH_OFFSET_US 946684800000000LL
-#define BATCH_BYTES_MAX (32u * 1024 * 1024)
+#define BATCH_BYTES_MAX INGEST_BATCH_BYTES_MAX
 #define ID_RESERVE 1024
 #define DEADLOCK_RETRIES 3
 
@@ -885,8 +885,9 @@ void db_ingest_free(struct db_ingest *ing)
     free(ing);
 }
 
-int db_ingest_replay(PGconn *c, struct ingest_delivery **batch, size_t n)
+int db_ingest_replay(PGconn *c, struct ingest_delivery **batch, size_t n, char *why, size_t whysz)
 {
+    snprintf(why, whysz, "%s", "");
     struct buf params[NPARAMS];
     for (int i = 0; i < NPARAMS; i++)
         buf_init(&params[i]);
@@ -929,6 +930,14 @@ int db_ingest_replay(PGconn *c, struct ingest_delivery **batch, size_t n)
                     d->nstored += (size_t)strtoull(PQgetvalue(r, i, 1), NULL, 10);
             }
         bool retry = rc != 0 && r != NULL && is_retryable(db_sqlstate(r));
+        if (rc != 0) {
+            const char *primary = r != NULL ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+            snprintf(why, whysz, "SQLSTATE %s: %s", r != NULL ? db_sqlstate(r) : "",
+                     primary != NULL ? primary : PQerrorMessage(c));
+            size_t len = strlen(why);
+            while (len > 0 && why[len - 1] == '\n')
+                why[--len] = '\0';
+        }
         PQclear(r);
         if (!retry)
             break;

@@ -38,6 +38,9 @@
 #include <stdint.h>
 
 #define INGEST_KEY_LEN 16
+/* A batch's deliveries stop growing at this many bytes (a single bigger one
+ * is a batch of its own): memory, and PostgreSQL's 1 GB parameter limit. */
+#define INGEST_BATCH_BYTES_MAX (32u * 1024 * 1024)
 
 struct ingest_event {
     char *field;    /* owned, never NULL */
@@ -131,8 +134,10 @@ void db_ingest_free(struct db_ingest *ing); /* stops first if needed */
  * with the routing and dedup of the writers, in one transaction on c (idle,
  * not in a transaction). Each d carries the stored delivery_id and
  * received_at_us, batch sorted by delivery_id; a d without reject_reason that
- * was stored rejected becomes accepted. Sets nstored on each. Synchronous:
- * never on the event loop. */
-int db_ingest_replay(PGconn *c, struct ingest_delivery **batch, size_t n);
+ * was stored rejected becomes accepted. Sets nstored on each. On failure
+ * (HB_EUNAVAILABLE: the connection or the server; else the data was
+ * refused) why gets the SQLSTATE and PostgreSQL's primary message, which
+ * quotes no payload. Synchronous: never on the event loop. */
+int db_ingest_replay(PGconn *c, struct ingest_delivery **batch, size_t n, char *why, size_t whysz);
 
 #endif

@@ -6,6 +6,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "db/pool.h"
@@ -22,6 +23,7 @@ struct db_replica {
     bool is_down;
     uint64_t fallbacks;
     struct log_throttle log;
+    struct log_throttle conflict_log;
 };
 
 static uint64_t now_ms(void)
@@ -100,6 +102,22 @@ bool db_replica_release(struct db_replica *r, PGconn *c)
         pthread_mutex_unlock(&r->mu);
     }
     return is_ok;
+}
+
+bool db_replica_is_conflict(const char *sqlstate)
+{
+    return sqlstate != NULL && (strcmp(sqlstate, "40001") == 0 || strcmp(sqlstate, "40P01") == 0);
+}
+
+void db_replica_conflicted(struct db_replica *r)
+{
+    pthread_mutex_lock(&r->mu);
+    r->fallbacks++;
+    uint64_t held;
+    if (log_throttle_pass(&r->conflict_log, now_ms(), FALLBACK_LOG_INTERVAL_MS, &held))
+        log_warn("read replica cancelled a query (conflict with recovery); the primary answered it",
+                 "fallbacks_total=%" PRIu64 " similar_held_back=%" PRIu64, r->fallbacks, held);
+    pthread_mutex_unlock(&r->mu);
 }
 
 uint64_t db_replica_fallbacks(struct db_replica *r)

@@ -32,7 +32,20 @@ PGconn *db_replica_acquire(struct db_replica *r);
  * mid-query): whatever it answered must be redone on the primary. */
 bool db_replica_release(struct db_replica *r, PGconn *c);
 
-/* Requests answered by the primary because the replica was unavailable. */
+/* Whether a statement that failed on the replica with sqlstate was
+ * cancelled by WAL replay (a recovery conflict: 40001 "canceling statement
+ * due to conflict with recovery", or 40P01 for a buffer-pin deadlock with
+ * replay). A read on a hot standby fails so for no other reason, and the
+ * primary can answer it. */
+bool db_replica_is_conflict(const char *sqlstate);
+
+/* Counts a request answered by the primary after a recovery conflict; logs
+ * it at most once a minute. The replica is not marked down: it answers the
+ * next request. */
+void db_replica_conflicted(struct db_replica *r);
+
+/* Requests answered by the primary because the replica was unavailable, or
+ * cancelled the query. */
 uint64_t db_replica_fallbacks(struct db_replica *r);
 
 #endif

@@ -1,20 +1,24 @@
 /*
  * retention.c - hubbub retention; see retention.h for the rules.
  *
- * Dropping a month is two steps. The dedup keys of its events go first, by
- * one join, while the partition is still attached: that takes only row
- * locks, so ingest goes on. Then a short transaction detaches and drops the
- * month's partitions of both tables; it needs the parents' exclusive lock,
- * waits for it at most LOCK_TIMEOUT, and is tried again a few times. A run
- * stopped between the steps leaves events without keys, past their
- * retention, for the next run to drop. Everything else is deleted BATCH
- * rows at a time, each batch its own transaction, so no lock is held long.
+ * Dropping a month is two transactions. The first detaches the month's
+ * partitions of both tables: it needs the parents' exclusive lock, and every
+ * insert queues behind it while it waits, so it waits at most LOCK_TIMEOUT,
+ * then backs off to let ingest through and tries again (for up to
+ * DETACH_GIVE_UP_MS). Once detached, nothing can be stored into them. The
+ * second deletes the dedup keys of the detached events (row locks only) and
+ * drops the tables. The keys deleted are then exactly those of the events
+ * dropped, and a run stopped between the two leaves detached tables whose
+ * events still have their keys: the next run finds them by name, deletes
+ * their keys and drops them. Everything else is deleted BATCH rows at a
+ * time, each batch its own transaction, so no lock is held long.
  */
 #include "db/retention.h"
 
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "db/pool.h"
@@ -22,9 +26,18 @@
 #include "lib/hb.h"
 
 #define BATCH 1000
-#define LOCK_TIMEOUT "5s"
-#define DROP_ATTEMPTS 5
+#define LOCK_TIMEOUT "200ms"
+#define BACKOFF_MIN_US 100000
+#define BACKOFF_MAX_US 1000000
+#define DETACH_GIVE_UP_MS 30000
 #define PARTITION_LOCK "1751343728" /* the one hubbub_partitions_ensure() takes */
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
 
 static int fail(PGconn *c, PGresult *r, const char *what, char *err, size_t errsz)
 {
@@ -55,18 +68,19 @@ static int query_ints(PGconn *c, const char *sql, int nparams, const char *const
 /* ---- whole months ---- */
 
 /* The tenant (name and days) that still keeps something in the month's
- * partitions, or NULL (caller frees). */
+ * partitions (either may be NULL), or NULL (caller frees). */
 static int month_keeper(PGconn *c, const char *ev, const char *dl, const char *days, char **who,
                         char *err, size_t errsz)
 {
     struct buf sql;
     buf_init(&sql);
-    buf_printf(&sql,
-               "SELECT t.name || ' (' || t.retention_days || ' days)' FROM tenants t"
-               " WHERE t.retention_days > $1::int AND (EXISTS (SELECT 1 FROM %s e"
-               "  WHERE e.tenant_id = t.id"
-               "   AND e.received_at >= now() - make_interval(days => t.retention_days))",
-               ev);
+    buf_puts(&sql, "SELECT t.name || ' (' || t.retention_days || ' days)' FROM tenants t"
+                   " WHERE t.retention_days > $1::int AND (false");
+    if (ev != NULL)
+        buf_printf(&sql,
+                   " OR EXISTS (SELECT 1 FROM %s e WHERE e.tenant_id = t.id"
+                   "  AND e.received_at >= now() - make_interval(days => t.retention_days))",
+                   ev);
     if (dl != NULL)
         buf_printf(&sql,
                    " OR EXISTS (SELECT 1 FROM %s d JOIN apps a ON a.id = d.app_id"
@@ -87,44 +101,84 @@ static int month_keeper(PGconn *c, const char *ev, const char *dl, const char *d
     return rc;
 }
 
-static int drop_month(PGconn *c, const char *ev, const char *dl, char *err, size_t errsz)
+/* The month's partitions leave their parents: one short transaction that
+ * needs the parents' exclusive lock (DETACH ... CONCURRENTLY is not allowed
+ * beside a DEFAULT partition). While it waits for that lock every insert
+ * queues behind it, so it waits at most LOCK_TIMEOUT, then lets ingest run
+ * for a backoff and tries again, until DETACH_GIVE_UP_MS have passed. */
+static int detach_month(PGconn *c, const char *ev, const char *dl, char *err, size_t errsz)
 {
     struct buf sql;
     buf_init(&sql);
     buf_printf(&sql,
-               "DELETE FROM event_keys k USING %s e"
-               " WHERE k.app_id = e.app_id AND k.dedup_key = e.dedup_key",
+               "BEGIN; SET LOCAL lock_timeout = '" LOCK_TIMEOUT "';"
+               " SELECT pg_advisory_xact_lock(" PARTITION_LOCK ");"
+               " ALTER TABLE events DETACH PARTITION %s;",
                ev);
-    PGresult *r = PQexec(c, sql.data);
-    int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : fail(c, r, "deleting keys", err, errsz);
-    PQclear(r);
-    for (int attempt = 0; rc == 0 && attempt < DROP_ATTEMPTS; attempt++) {
-        buf_reset(&sql);
-        buf_printf(&sql,
-                   "BEGIN; SET LOCAL lock_timeout = '" LOCK_TIMEOUT "';"
-                   " SELECT pg_advisory_xact_lock(" PARTITION_LOCK ");"
-                   " ALTER TABLE events DETACH PARTITION %s; DROP TABLE %s;",
-                   ev, ev);
-        if (dl != NULL)
-            buf_printf(&sql, " ALTER TABLE deliveries DETACH PARTITION %s; DROP TABLE %s;", dl, dl);
-        buf_puts(&sql, " COMMIT");
-        r = PQexec(c, sql.data);
+    if (dl != NULL)
+        buf_printf(&sql, " ALTER TABLE deliveries DETACH PARTITION %s;", dl);
+    buf_puts(&sql, " COMMIT");
+    uint64_t start = now_ms();
+    useconds_t backoff_us = BACKOFF_MIN_US;
+    int rc;
+    for (int attempt = 1;; attempt++) {
+        PGresult *r = PQexec(c, sql.data);
         bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
         bool again = !ok && strcmp(db_sqlstate(r), "55P03") == 0; /* lock_not_available */
-        if (!ok)
-            rc = fail(c, r, "dropping a month", err, errsz);
+        rc = ok ? 0 : fail(c, r, "detaching a month", err, errsz);
         PQclear(r);
         if (PQtransactionStatus(c) != PQTRANS_IDLE)
             PQclear(PQexec(c, "ROLLBACK"));
-        if (ok || !again)
+        if (!again)
             break;
-        if (attempt + 1 < DROP_ATTEMPTS) {
-            rc = 0;
-            usleep(200000);
+        if (now_ms() - start + backoff_us / 1000 >= DETACH_GIVE_UP_MS) {
+            size_t n = strlen(err);
+            snprintf(err + n, errsz - n, " (gave up after %d attempts)", attempt);
+            break;
         }
+        usleep(backoff_us);
+        backoff_us = backoff_us * 2 > BACKOFF_MAX_US ? BACKOFF_MAX_US : backoff_us * 2;
     }
     buf_dispose(&sql);
     return rc;
+}
+
+/* Deletes the dedup keys of a detached events partition's rows and drops it
+ * (and the month's detached deliveries partition), in one transaction: a
+ * run stopped anywhere leaves either the detached tables with all their
+ * keys, which the next run finishes, or neither. Nothing else takes these
+ * tables' locks any more, so ingest never waits for this. */
+static int drop_detached(PGconn *c, const char *ev, const char *dl, char *err, size_t errsz)
+{
+    struct buf sql;
+    buf_init(&sql);
+    buf_puts(&sql, "BEGIN;");
+    if (ev != NULL)
+        buf_printf(&sql,
+                   " DELETE FROM event_keys k USING %s e"
+                   " WHERE k.app_id = e.app_id AND k.dedup_key = e.dedup_key; DROP TABLE %s;",
+                   ev, ev);
+    if (dl != NULL)
+        buf_printf(&sql, " DROP TABLE %s;", dl);
+    buf_puts(&sql, " COMMIT");
+    PGresult *r = PQexec(c, sql.data);
+    int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : fail(c, r, "dropping a month", err, errsz);
+    PQclear(r);
+    if (PQtransactionStatus(c) != PQTRANS_IDLE)
+        PQclear(PQexec(c, "ROLLBACK"));
+    buf_dispose(&sql);
+    return rc;
+}
+
+/* Detaches, then deletes the keys and drops. In between, the month's rows
+ * are out of the parents: nothing can be stored into those partitions any
+ * more (a replay of one of its deliveries that read it before the detach
+ * stores its events into DEFAULT, with their keys, like any late row), so
+ * the keys deleted are exactly those of the events dropped. */
+static int drop_month(PGconn *c, const char *ev, const char *dl, char *err, size_t errsz)
+{
+    int rc = detach_month(c, ev, dl, err, errsz);
+    return rc != 0 ? rc : drop_detached(c, ev, dl, err, errsz);
 }
 
 static char *ident(PGconn *c, const char *name)
@@ -135,6 +189,84 @@ static char *ident(PGconn *c, const char *name)
     char *s = xstrdup(q);
     PQfreemem(q);
     return s;
+}
+
+/* Counts the rows of ev and dl (either may be NULL). */
+static int count_rows(PGconn *c, const char *ev, const char *dl, int64_t counts[2], char *err,
+                      size_t errsz)
+{
+    struct buf sql;
+    buf_init(&sql);
+    buf_puts(&sql, "SELECT ");
+    if (ev != NULL)
+        buf_printf(&sql, "(SELECT count(*) FROM %s), ", ev);
+    else
+        buf_puts(&sql, "0, ");
+    if (dl != NULL)
+        buf_printf(&sql, "(SELECT count(*) FROM %s)", dl);
+    else
+        buf_puts(&sql, "0");
+    int rc = query_ints(c, sql.data, 0, NULL, counts, 2, err, errsz);
+    buf_dispose(&sql);
+    return rc;
+}
+
+/* Month partitions past the default retention that are no longer attached:
+ * a run stopped after detaching them. Their keys are deleted and they are
+ * dropped, as that run would have done, unless a tenant with a longer
+ * retention keeps something there (a partition detached by hand). */
+static int finish_detached(PGconn *c, const char *days, bool is_dry_run, FILE *out,
+                           struct db_retention_result *res, char *err, size_t errsz)
+{
+    const char *params[] = {days};
+    PGresult *r = PQexecParams(
+        c,
+        "SELECT right(c.relname, 7),"
+        " bool_or(c.relname LIKE 'events%'), bool_or(c.relname LIKE 'deliveries%')"
+        " FROM pg_class c"
+        " WHERE c.relkind = 'r' AND NOT c.relispartition AND pg_table_is_visible(c.oid)"
+        "  AND c.relname ~ '^(events|deliveries)_p[0-9]{4}_[0-9]{2}$'"
+        "  AND (to_date(right(c.relname, 7), 'YYYY_MM') + interval '1 month')"
+        "   AT TIME ZONE 'UTC' <= now() - make_interval(days => $1::int)"
+        " GROUP BY 1 ORDER BY 1",
+        1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        int rc = fail(c, r, "listing detached partitions", err, errsz);
+        PQclear(r);
+        return rc;
+    }
+    int rc = 0;
+    for (int i = 0; rc == 0 && i < PQntuples(r); i++) {
+        const char *month = PQgetvalue(r, i, 0);
+        char name[32];
+        snprintf(name, sizeof(name), "events_p%s", month);
+        char *ev = strcmp(PQgetvalue(r, i, 1), "t") == 0 ? ident(c, name) : NULL;
+        snprintf(name, sizeof(name), "deliveries_p%s", month);
+        char *dl = strcmp(PQgetvalue(r, i, 2), "t") == 0 ? ident(c, name) : NULL;
+        char *who = NULL;
+        int64_t counts[2] = {0, 0};
+        rc = month_keeper(c, ev, dl, days, &who, err, errsz);
+        if (rc == 0)
+            rc = count_rows(c, ev, dl, counts, err, errsz);
+        if (rc == 0 && who != NULL) {
+            fprintf(out, "left detached month %s alone: tenant %s still keeps events there\n",
+                    month, who);
+        } else if (rc == 0 && (is_dry_run || (rc = drop_detached(c, ev, dl, err, errsz)) == 0)) {
+            fprintf(out,
+                    "%s month %s, detached by an earlier run: %" PRId64 " events and %" PRId64
+                    " deliveries, with their dedup keys\n",
+                    is_dry_run ? "would finish dropping" : "finished dropping", month, counts[0],
+                    counts[1]);
+            res->partitions_dropped++;
+            res->events_dropped += counts[0];
+            res->deliveries_dropped += counts[1];
+        }
+        free(who);
+        free(ev);
+        free(dl);
+    }
+    PQclear(r);
+    return rc;
 }
 
 static int months(PGconn *c, const char *days, bool is_dry_run, FILE *out,
@@ -166,17 +298,9 @@ static int months(PGconn *c, const char *days, bool is_dry_run, FILE *out,
         char *dl = strcmp(PQgetvalue(r, i, 1), "t") == 0 ? ident(c, name) : NULL;
         char *who = NULL;
         int64_t counts[2] = {0, 0};
-        struct buf sql;
-        buf_init(&sql);
-        buf_printf(&sql, "SELECT (SELECT count(*) FROM %s), ", ev);
-        if (dl != NULL)
-            buf_printf(&sql, "(SELECT count(*) FROM %s)", dl);
-        else
-            buf_puts(&sql, "0");
         rc = month_keeper(c, ev, dl, days, &who, err, errsz);
         if (rc == 0)
-            rc = query_ints(c, sql.data, 0, NULL, counts, 2, err, errsz);
-        buf_dispose(&sql);
+            rc = count_rows(c, ev, dl, counts, err, errsz);
         if (rc == 0 && who != NULL) {
             fprintf(out, "kept month %s: tenant %s still keeps events there\n", PQgetvalue(r, i, 0),
                     who);
@@ -272,7 +396,9 @@ int db_retention_run(PGconn *c, int default_days, bool is_dry_run, FILE *out,
     }
     char days[16];
     snprintf(days, sizeof(days), "%d", default_days);
-    int rc = months(c, days, is_dry_run, out, res, err, errsz);
+    int rc = finish_detached(c, days, is_dry_run, out, res, err, errsz);
+    if (rc == 0)
+        rc = months(c, days, is_dry_run, out, res, err, errsz);
     if (rc != 0)
         return rc;
 

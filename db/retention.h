@@ -8,10 +8,11 @@
  * First, every month partition (events and deliveries of one UTC month)
  * whose whole month is older than the default is detached and dropped, with
  * its events' dedup keys, unless it holds something a tenant with a longer
- * retention still keeps. Then, per tenant, what is older than its own
- * retention goes in small batches (a tenant whose retention is shorter than
- * the default, and the rest of a kept partition), keys with events. The
- * current and future months are never dropped.
+ * retention still keeps (month partitions a stopped run left detached are
+ * finished first; see retention.c for the order of the steps). Then, per tenant, what is older than
+ * its own retention goes in small batches (a tenant whose retention is shorter than the default,
+ * and the rest of a kept partition), keys with events. The current and future months are never
+ * dropped.
  */
 #ifndef HB_DB_RETENTION_H
 #define HB_DB_RETENTION_H

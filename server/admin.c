@@ -142,13 +142,14 @@ static void reset_answer(struct api_call *call)
     buf_reset(&call->out);
     call->location[0] = '\0';
     call->retry_after = 0;
+    call->sqlstate[0] = '\0';
 }
 
 /* Runs a replica read on the replica; false when it must run on the primary
- * instead: no replica, it is down or went away during the query, or it
- * answered 404. A listing names what it lists by (account=) and that
- * account may be too new for the replica: only the primary can say it does
- * not exist. */
+ * instead: no replica, it is down or went away during the query, WAL replay
+ * cancelled the query (a recovery conflict), or it answered 404. A listing
+ * names what it lists by (account=) and that account may be too new for the
+ * replica: only the primary can say it does not exist. */
 static bool run_on_replica(struct admin_job *job)
 {
     struct db_replica *replica = job->srv->replica;
@@ -158,7 +159,12 @@ static bool run_on_replica(struct admin_job *job)
     if (c == NULL)
         return false;
     job->route->handler(&job->call, c);
-    if (db_replica_release(replica, c) && job->call.status != 404)
+    bool is_redo = !db_replica_release(replica, c) || job->call.status == 404;
+    if (!is_redo && job->call.status >= 500 && db_replica_is_conflict(job->call.sqlstate)) {
+        db_replica_conflicted(replica);
+        is_redo = true;
+    }
+    if (!is_redo)
         return true;
     reset_answer(&job->call);
     return false;

@@ -30,6 +30,9 @@ struct replay_result {
     int64_t rejected;     /* that still do not split */
     int64_t events;       /* split */
     int64_t events_new;   /* stored now (0 in a dry run) */
+    int64_t refused;      /* deliveries whose events the database refused: skipped */
+    int64_t events_refused;
+    int64_t transactions; /* tried */
 };
 
 /* 0, or HB_E* with err set. Prints a summary to out. */

@@ -3,7 +3,10 @@
  * delivery whose body splits now becomes accepted with its events (routed,
  * linked to it, at its received_at); items already stored are not stored
  * again, so a second run stores nothing; --app, --since, --until, --status,
- * --delivery and --dry-run select and change what they say.
+ * --delivery and --dry-run select and change what they say. A batch stays
+ * within the writers' byte cap (a bigger delivery is a batch of its own), and
+ * a delivery the database refuses is reported and skipped while the rest are
+ * stored.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -15,6 +18,8 @@
 #define APP "5550061"
 #define SECRET "replay-secret-0123456789"
 #define OTHER_APP "5550062"
+#define BULKY_APP "5550063"
+#define POISON_APP "5550064"
 
 static char *body_of(const char *entry, const char *id)
 {
@@ -59,6 +64,8 @@ int main(void)
     h_db_create(&db, "replay");
     h_setup_app(&db, "acme", APP, "token", SECRET);
     h_setup_app(&db, "globex", OTHER_APP, "token", "other-secret-0123456789");
+    h_setup_app(&db, "bulky", BULKY_APP, "token", "bulky-secret-0123456789");
+    h_setup_app(&db, "poison", POISON_APP, "token", "poison-secret-0123456789");
     struct h_server s;
     h_server_start(&s, &db, NULL);
 
@@ -160,6 +167,58 @@ int main(void)
 
     const char *bad[] = {"--status", "maybe", NULL};
     tap_is_int(replay(&db, bad, NULL), 2, "an unknown --status is a usage error");
+
+    /* Big deliveries: 40 MiB, then three of 12 MiB (stored rejected, they
+     * stay so). The writers' cap is 32 MiB: batches of 1, 2 and 1. */
+    static const int mib[] = {40, 12, 12, 12};
+    for (size_t i = 0; i < sizeof(mib) / sizeof(mib[0]); i++)
+        h_db_exec(&db,
+                  "INSERT INTO deliveries (app_id, received_at, status, reject_reason, signature,"
+                  " item_count, body) SELECT id, now() - interval '1 hour', 'rejected', 'big',"
+                  " 'sha256=x', 0, convert_to(repeat('x', %d * 1024 * 1024), 'UTF8') FROM apps"
+                  " WHERE meta_app_id = '" BULKY_APP "'",
+                  mib[i]);
+    const char *bulky[] = {"--app", BULKY_APP, NULL};
+    tap_is_int(replay(&db, bulky, &out), 0, "replay of 76 MiB of deliveries succeeds");
+    tap_contains(out, "4 deliveries read", "reads all four");
+    tap_contains(out, "; 3 transactions", "in batches within 32 MiB, the biggest on its own");
+    free(out);
+
+    /* A delivery whose events the database refuses (a trigger stands in for
+     * any refusal) is skipped, and the others of its batch are stored. */
+    h_db_exec(&db, "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$"
+                   " BEGIN IF NEW.payload::text LIKE '%%poison%%' THEN"
+                   "  RAISE EXCEPTION 'poisoned item' USING ERRCODE = '22023'; END IF;"
+                   " RETURN NEW; END $$");
+    h_db_exec(&db, "CREATE TRIGGER refuse_poison BEFORE INSERT ON events"
+                   " FOR EACH ROW EXECUTE FUNCTION refuse_poison()");
+    char *p1 = body_of("17841400000000064", "pz1");
+    char *p2 = body_of("17841400000000064", "poison");
+    char *p3 = body_of("17841400000000064", "pz3");
+    put_rejected(&db, POISON_APP, p1, 1);
+    long long d_poison = put_rejected(&db, POISON_APP, p2, 1);
+    put_rejected(&db, POISON_APP, p3, 1);
+    const char *poison[] = {"--app", POISON_APP, NULL};
+    tap_is_int(replay(&db, poison, &out), 0, "a replay with a refused delivery succeeds");
+    char want[128];
+    snprintf(want, sizeof(want), "delivery %lld skipped: the database refused its events",
+             d_poison);
+    tap_contains(out, want, "and names the delivery it skipped");
+    tap_contains(out, "SQLSTATE 22023: poisoned item", "with PostgreSQL's reason");
+    tap_contains(out, "3 deliveries read (2 rejected ones now accepted",
+                 "it read the three deliveries");
+    tap_contains(out, "events: 4 new, 0 already stored; 1 deliveries refused",
+                 "stored the others' events and counts the refused one");
+    free(out);
+    tap_is_int(events_like(&db, "pz1") + events_like(&db, "pz3"), 4,
+               "the other deliveries' events are stored");
+    tap_is_int(h_db_int(&db,
+                        "SELECT count(*) FROM deliveries WHERE id = %lld AND status = 'rejected'",
+                        d_poison),
+               1, "the refused delivery stays as it was");
+    free(p1);
+    free(p2);
+    free(p3);
 
     tap_is_int(h_server_stop(&s, SIGTERM), 0, "the server stops cleanly");
     free(since);

@@ -8,13 +8,16 @@
  * while GET /v1/events/{id} (primary) does, a key created meanwhile is
  * accepted (keys are checked on the primary) and a listing by an account
  * created meanwhile is not a 404 (the primary is asked again); once replay
- * resumes the listing shows it. With the replica stopped, the listings are answered by
- * the primary, and the fallback is logged.
+ * resumes the listing shows it. A listing that WAL replay cancels on the
+ * replica (a recovery conflict) is answered by the primary. With the replica
+ * stopped, the listings are answered by the primary, and the fallback is
+ * logged.
  *
  * Needs the test database to be an ops/pg-local cluster (its socket
  * directory holds data/); otherwise it skips.
  */
 #include <libpq-fe.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -130,6 +133,23 @@ static bool wait_replica(PGconn *rc, const char *sql, const char *want)
     return false;
 }
 
+struct bg_list {
+    const struct h_server *s;
+    long status;
+    char *body;
+};
+
+static void *list_bg(void *arg)
+{
+    struct bg_list *b = arg;
+    struct h_resp r;
+    h_api(&r, b->s, H_ADMIN_TOKEN, "GET", "/v1/events", NULL);
+    b->status = r.status;
+    b->body = r.body != NULL ? strdup(r.body) : NULL;
+    h_resp_free(&r);
+    return NULL;
+}
+
 int main(void)
 {
     struct h_db db;
@@ -233,6 +253,56 @@ int main(void)
     free(v);
     tap_ok(wait_listed(&srv, db.conn, "/v1/events", 2),
            "after pg_wal_replay_resume() GET /v1/events lists the second event");
+
+    /* ---- WAL replay cancels a listing on the replica ---- */
+    /* The replica cancels at once what holds up replay, and a second server
+     * reads it as a role for which every event row takes a second to read
+     * (a row security policy; the primary's superuser is not subject to it),
+     * so a listing is still running there when the primary takes the lock
+     * of events that replay must take too. */
+    char role[32];
+    snprintf(role, sizeof(role), "hb_slow_%d", (int)getpid());
+    h_db_exec(&db, "CREATE ROLE %s LOGIN", role);
+    h_db_exec(&db, "GRANT SELECT ON ALL TABLES IN SCHEMA public TO %s", role);
+    h_db_exec(&db, "ALTER TABLE events ENABLE ROW LEVEL SECURITY");
+    h_db_exec(&db, "CREATE POLICY slow ON events FOR SELECT TO %s USING (pg_sleep(1) IS NOT NULL)",
+              role);
+    v = replica_text(rc, "ALTER SYSTEM SET max_standby_streaming_delay = 0");
+    free(v);
+    v = replica_text(rc, "SELECT pg_reload_conf()");
+    free(v);
+    tap_ok(wait_replica(rc, "SHOW max_standby_streaming_delay", "0") &&
+               wait_replica(rc, "SELECT count(*) FROM pg_policies WHERE policyname = 'slow'", "1"),
+           "the replica cancels conflicting queries at once and has the slow policy");
+    char slow_url[512], env_slow[600];
+    snprintf(slow_url, sizeof(slow_url), "host='%s' user='%s' dbname='%s'", replica_dir, role,
+             db.name);
+    snprintf(env_slow, sizeof(env_slow), "HUBBUB_READ_DATABASE_URL=%s", slow_url);
+    const char *env2[] = {env_slow, NULL};
+    struct h_server slow;
+    h_server_start(&slow, &db, env2);
+    struct bg_list bl = {.s = &slow};
+    pthread_t t;
+    int64_t t0 = h_now_ms();
+    pthread_create(&t, NULL, list_bg, &bl);
+    h_sleep_ms(600);
+    h_db_exec(&db, "BEGIN; LOCK TABLE events IN ACCESS EXCLUSIVE MODE; COMMIT");
+    pthread_join(t, NULL);
+    int64_t took = h_now_ms() - t0;
+    struct h_resp br = {.status = bl.status, .body = bl.body};
+    tap_is_int(bl.status, 200, "a listing cancelled on the replica is answered 200");
+    tap_is_int(listed(db.conn, &br), 2, "with both events, by the primary (in %lld ms)",
+               (long long)took);
+    free(bl.body);
+    h_server_stop(&slow, SIGTERM);
+    char *log = h_server_log(&slow);
+    tap_contains(log, "read replica cancelled a query (conflict with recovery)",
+                 "the replica did cancel it, and that is logged");
+    free(log);
+    h_db_exec(&db, "DROP POLICY slow ON events");
+    h_db_exec(&db, "ALTER TABLE events DISABLE ROW LEVEL SECURITY");
+    h_db_exec(&db, "DROP OWNED BY %s", role);
+    h_db_exec(&db, "DROP ROLE %s", role);
     PQfinish(rc);
 
     /* ---- the replica stopped: the primary answers ---- */
@@ -246,7 +316,7 @@ int main(void)
     for (int i = 0; i < 20; i++)
         list_count(&srv, db.conn, H_ADMIN_TOKEN, "/v1/events?limit=1");
     h_server_stop(&srv, SIGTERM);
-    char *log = h_server_log(&srv);
+    log = h_server_log(&srv);
     tap_contains(log, "read replica unavailable", "the fallback is logged");
     const char *first = strstr(log, "read replica unavailable");
     tap_ok(first == NULL || strstr(first + 1, "read replica unavailable") == NULL,

@@ -178,6 +178,50 @@ static size_t scan_schema_enum(const char *text, size_t len, const char *schema,
     return n;
 }
 
+/* The property names of components/schemas/schema (into props) and the
+ * items of its flow-style "required: [a, b]" (into req); counts out. */
+static void scan_schema_keys(const char *text, size_t len, const char *schema, char props[][64],
+                             size_t *nprops, char req[][64], size_t *nreq, size_t max)
+{
+    const char *p = text, *end = text + len;
+    struct line l;
+    bool in_components = false, in_schemas = false, in_schema = false, in_props = false;
+    *nprops = *nreq = 0;
+
+    while (next_line(&p, end, &l)) {
+        if (l.indent == 0) {
+            in_components = is_key_str(&l, "components");
+            in_schemas = in_schema = in_props = false;
+        } else if (in_components && l.indent == 2) {
+            in_schemas = is_key_str(&l, "schemas");
+            in_schema = in_props = false;
+        } else if (in_schemas && l.indent == 4) {
+            in_schema = is_key_str(&l, schema);
+            in_props = false;
+        } else if (in_schema && l.indent == 6) {
+            in_props = is_key_str(&l, "properties");
+            if (l.len > 11 && memcmp(l.s, "required: [", 11) == 0 && l.s[l.len - 1] == ']') {
+                const char *s = l.s + 11, *e = l.s + l.len - 1;
+                while (s < e) {
+                    const char *c = memchr(s, ',', (size_t)(e - s));
+                    const char *ie = c != NULL ? c : e;
+                    while (s < ie && *s == ' ')
+                        s++;
+                    if (s < ie && *nreq < max)
+                        snprintf(req[*nreq], 64, "%.*s", (int)(ie - s), s);
+                    if (s < ie)
+                        (*nreq)++;
+                    s = ie + 1;
+                }
+            }
+        } else if (in_props && l.indent == 8 && l.s[l.len - 1] == ':') {
+            if (*nprops < max)
+                snprintf(props[*nprops], 64, "%.*s", (int)(l.len - 1), l.s);
+            (*nprops)++;
+        }
+    }
+}
+
 /* The first route of routes[] the document does not describe, or NULL. */
 static const struct api_route *first_undocumented(const struct op *ops, size_t nops,
                                                   const struct api_route *routes, size_t nroutes)
@@ -413,6 +457,30 @@ static void test_webhook_fields_match_the_table(void **state)
     }
 }
 
+/* A tenant is always rendered with all its members (retention_days may be
+ * null, but is there: api/tenants.c builds it with jsonb_build_object), so
+ * the Tenant schema requires every property it lists. */
+static void test_tenant_requires_every_property(void **state)
+{
+    (void)state;
+    size_t len;
+    char *text = read_doc(&len);
+    char props[MAX_NAMES][64], req[MAX_NAMES][64];
+    size_t nprops, nreq;
+    scan_schema_keys(text, len, "Tenant", props, &nprops, req, &nreq, MAX_NAMES);
+    free(text);
+    assert_true(nprops >= 4 && nprops <= MAX_NAMES);
+    assert_true(nreq <= MAX_NAMES);
+    for (size_t i = 0; i < nprops; i++) {
+        bool found = false;
+        for (size_t j = 0; j < nreq && !found; j++)
+            found = strcmp(props[i], req[j]) == 0;
+        if (!found)
+            fail_msg("Tenant in docs/openapi.yaml does not require %s, which is always returned",
+                     props[i]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -422,6 +490,7 @@ int main(void)
         cmocka_unit_test(test_embedded_copy_is_the_file),
         cmocka_unit_test(test_version_and_refs),
         cmocka_unit_test(test_webhook_fields_match_the_table),
+        cmocka_unit_test(test_tenant_requires_every_property),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
