@@ -31,6 +31,7 @@
 #define BACKOFF_MAX_US 1000000
 #define DETACH_GIVE_UP_MS 30000
 #define PARTITION_LOCK "1751343728" /* the one hubbub_partitions_ensure() takes */
+#define RUN_LOCK "1751343730"       /* one retention run at a time */
 
 static uint64_t now_ms(void)
 {
@@ -386,14 +387,9 @@ static int rows(PGconn *c, const char *who, const char *dwho, const char *days, 
     return rc;
 }
 
-int db_retention_run(PGconn *c, int default_days, bool is_dry_run, FILE *out,
-                     struct db_retention_result *res, char *err, size_t errsz)
+static int run(PGconn *c, int default_days, bool is_dry_run, FILE *out,
+               struct db_retention_result *res, char *err, size_t errsz)
 {
-    memset(res, 0, sizeof(*res));
-    if (default_days < 1) {
-        snprintf(err, errsz, "the retention must be at least one day");
-        return HB_EINVAL;
-    }
     char days[16];
     snprintf(days, sizeof(days), "%d", default_days);
     int rc = finish_detached(c, days, is_dry_run, out, res, err, errsz);
@@ -446,5 +442,34 @@ int db_retention_run(PGconn *c, int default_days, bool is_dry_run, FILE *out,
                 is_dry_run ? "dry run, nothing changed" : "done", res->partitions_dropped,
                 res->events_dropped, res->deliveries_dropped, res->events_deleted,
                 res->deliveries_deleted);
+    return rc;
+}
+
+int db_retention_run(PGconn *c, int default_days, bool is_dry_run, FILE *out,
+                     struct db_retention_result *res, char *err, size_t errsz)
+{
+    memset(res, 0, sizeof(*res));
+    if (default_days < 1) {
+        snprintf(err, errsz, "the retention must be at least one day");
+        return HB_EINVAL;
+    }
+    if (is_dry_run)
+        return run(c, default_days, is_dry_run, out, res, err, errsz);
+    /* One run at a time: two would both try to finish the same detached
+     * month, and the second would fail half-way. */
+    PGresult *r = PQexec(c, "SELECT pg_try_advisory_lock(" RUN_LOCK ")");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        int rc = fail(c, r, "taking the retention lock", err, errsz);
+        PQclear(r);
+        return rc;
+    }
+    bool is_mine = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+    PQclear(r);
+    if (!is_mine) {
+        snprintf(err, errsz, "another retention run is in progress; try again when it ends");
+        return HB_EBUSY;
+    }
+    int rc = run(c, default_days, is_dry_run, out, res, err, errsz);
+    PQclear(PQexec(c, "SELECT pg_advisory_unlock(" RUN_LOCK ")"));
     return rc;
 }

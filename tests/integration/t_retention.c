@@ -236,6 +236,15 @@ int main(void)
                exists(&db, month_a),
            "a dry run changes nothing");
 
+    /* One run at a time: a run finding another's lock changes nothing. */
+    h_db_exec(&db, "SELECT pg_advisory_lock(1751343730)");
+    tap_ok(retention(&db, NULL, &out) != 0, "a run while another runs exits non-zero");
+    tap_contains(out, "another retention run is in progress", "and says why");
+    free(out);
+    h_db_exec(&db, "SELECT pg_advisory_unlock(1751343730)");
+    tap_ok(exists(&db, month_a) && h_db_int(&db, "SELECT count(*) FROM events") == events0,
+           "and changed nothing");
+
     /* 4. The real run, while the server ingests. */
     struct load l = {.s = &s};
     atomic_init(&l.stop, false);
