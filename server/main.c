@@ -17,7 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <termios.h>
 #include <unistd.h>
 #include <curl/curl.h>
 #include <openssl/rand.h>
@@ -33,6 +32,7 @@
 #include "db/tenants.h"
 #include "lib/hb.h"
 #include "lib/log.h"
+#include "lib/secret_input.h"
 #include "lib/secretbox.h"
 #include "server/admin.h"
 #include "server/appcache.h"
@@ -720,42 +720,6 @@ static int cmd_tenant(const struct config *cfg, int argc, char **argv)
     return rc == 0 ? 0 : 1;
 }
 
-/* Reads a secret from the environment variable env, or else one line of
- * standard input (without echo on a terminal). Never from argv, which other
- * users can read in the process list. */
-static int read_secret(const char *env, const char *prompt, char *out, size_t outsz)
-{
-    const char *v = getenv(env);
-    if (v != NULL && v[0] != '\0') {
-        if (strlen(v) >= outsz)
-            return HB_ETOOBIG;
-        snprintf(out, outsz, "%s", v);
-        return 0;
-    }
-    bool tty = isatty(STDIN_FILENO);
-    struct termios old, quiet;
-    if (tty) {
-        fprintf(stderr, "%s: ", prompt);
-        tcgetattr(STDIN_FILENO, &old);
-        quiet = old;
-        quiet.c_lflag &= ~(tcflag_t)ECHO;
-        tcsetattr(STDIN_FILENO, TCSANOW, &quiet);
-    }
-    char *line = fgets(out, (int)outsz, stdin);
-    if (tty) {
-        tcsetattr(STDIN_FILENO, TCSANOW, &old);
-        fputc('\n', stderr);
-    }
-    if (line == NULL)
-        return HB_EINVAL;
-    size_t n = strlen(out);
-    if (n == outsz - 1 && out[n - 1] != '\n')
-        return HB_ETOOBIG;
-    while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r'))
-        out[--n] = '\0';
-    return n == 0 ? HB_EINVAL : 0;
-}
-
 static void hint_of(const char *secret, char *hint, size_t hintsz)
 {
     size_t n = strlen(secret);
@@ -811,7 +775,7 @@ static int cmd_app(const struct config *cfg, int argc, char **argv)
     }
 
     char secret[SECRET_MAX], hint[16], context[64];
-    if ((rc = read_secret("HUBBUB_APP_SECRET", "app secret", secret, sizeof(secret))) != 0) {
+    if ((rc = secret_input_read("HUBBUB_APP_SECRET", "app secret", secret, sizeof(secret))) != 0) {
         fprintf(stderr,
                 "hubbub: give the app secret in HUBBUB_APP_SECRET or on standard input"
                 " (at most %d bytes)\n",

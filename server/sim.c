@@ -28,12 +28,12 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
-#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "lib/buf.h"
 #include "lib/hb.h"
+#include "lib/secret_input.h"
 #include "server/sim_payload.h"
 
 #define EXIT_FAILED 1
@@ -799,35 +799,13 @@ static int run_send(const struct send_opts *o, const char *secret)
  * standard input (without echo on a terminal). Never printed. */
 static int read_secret(const char *given, char *out, size_t outsz)
 {
-    const char *v = given != NULL ? given : getenv("HUBBUB_APP_SECRET");
-    if (v != NULL && v[0] != '\0') {
-        if (strlen(v) >= outsz)
+    if (given != NULL && given[0] != '\0') {
+        if (strlen(given) >= outsz)
             return HB_ETOOBIG;
-        snprintf(out, outsz, "%s", v);
+        snprintf(out, outsz, "%s", given);
         return 0;
     }
-    bool tty = isatty(STDIN_FILENO);
-    struct termios old, quiet;
-    if (tty) {
-        fprintf(stderr, "app secret: ");
-        tcgetattr(STDIN_FILENO, &old);
-        quiet = old;
-        quiet.c_lflag &= ~(tcflag_t)ECHO;
-        tcsetattr(STDIN_FILENO, TCSANOW, &quiet);
-    }
-    char *line = fgets(out, (int)outsz, stdin);
-    if (tty) {
-        tcsetattr(STDIN_FILENO, TCSANOW, &old);
-        fputc('\n', stderr);
-    }
-    if (line == NULL)
-        return HB_EINVAL;
-    size_t n = strlen(out);
-    if (n == outsz - 1 && out[n - 1] != '\n')
-        return HB_ETOOBIG;
-    while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r'))
-        out[--n] = '\0';
-    return n == 0 ? HB_EINVAL : 0;
+    return secret_input_read("HUBBUB_APP_SECRET", "app secret", out, outsz);
 }
 
 static int cmd_send(int argc, char **argv)
