@@ -104,6 +104,23 @@ static void post(struct h_resp *r, const void *body, size_t len)
     send_signed(r, "POST", "/webhooks/" APP_ID, "application/json", NULL, body, len);
 }
 
+/* h2o answers 413 as soon as it knows the body is too long and closes
+ * without reading the rest; a client still sending may see the reset
+ * before the answer, as Meta would, and retry. So does this one, a few
+ * times, saying so; the answer it gets must be the 413. */
+static void post_over_limit(struct h_resp *r, const char *extra_header, const void *body,
+                            size_t len)
+{
+    for (int attempt = 1;; attempt++) {
+        send_signed(r, "POST", "/webhooks/" APP_ID, "application/json", extra_header, body, len);
+        if (r->status != 0 || attempt == 5 || strstr(r->error, "sending") == NULL)
+            return;
+        tap_diag("attempt %d: %s (the connection closed while the body was being sent)", attempt,
+                 r->error);
+        h_resp_free(r);
+    }
+}
+
 static long long count_deliveries(void)
 {
     return h_db_int(&db, "SELECT count(*) FROM deliveries");
@@ -387,13 +404,12 @@ static void sizes(void)
                   "\"text\":\"");
     sb_repeat(&b, 'z', BODY_LIMIT + 1 - b.len - (sizeof(tail) - 1));
     sb_add(&b, tail, sizeof(tail) - 1);
-    post(&r, b.p, b.len);
+    post_over_limit(&r, NULL, b.p, b.len);
     tap_is_int(r.status, 413, "a body one byte over HUBBUB_BODY_LIMIT gets 413");
     if (r.status == 0)
         tap_diag("transport error: %s", r.error);
     h_resp_free(&r);
-    send_signed(&r, "POST", "/webhooks/" APP_ID, "application/json", "Transfer-Encoding: chunked",
-                b.p, b.len);
+    post_over_limit(&r, "Transfer-Encoding: chunked", b.p, b.len);
     tap_is_int(r.status, 413, "a chunked body over HUBBUB_BODY_LIMIT gets 413");
     h_resp_free(&r);
     tap_is_int(count_deliveries(), before, "the bodies over the limit stored nothing");
@@ -578,11 +594,10 @@ static void absurd_times(void)
             cases[i].time, i);
         struct h_resp r;
         post(&r, body, (size_t)n);
-        /* BUG: entry.time 10000000000000000 (ms; any value whose microseconds
-         * PostgreSQL's timestamptz cannot hold, also -300000000000 s) gets 400
-         * invalid_payload "the database refused its items (SQLSTATE 22008)":
-         * the whole valid delivery is stored as rejected and its event is lost
-         * from events. Expected 200 with the event stored. */
+        /* Any value whose microseconds PostgreSQL's timestamptz cannot hold
+         * (10000000000000000 ms, -300000000000 s) once made the database
+         * refuse the whole delivery (SQLSTATE 22008): the event must be
+         * stored, only without its entry time. */
         tap_is_int(r.status, 200, "%s: 200", cases[i].name);
         long long id = h_json_num(r.body, "delivery_id");
         h_resp_free(&r);
@@ -590,12 +605,8 @@ static void absurd_times(void)
                               "SELECT coalesce(entry_time::text, 'NULL') FROM events"
                               " WHERE delivery_id = %lld",
                               id);
-        /* BUG: db/ingest.c multiplies entry_time_ms by 1000 without a range
-         * check (signed overflow, undefined behaviour): entry.time
-         * 9223372036854775807 is stored as 1969-12-31 23:59:59.999+00 and
-         * -10000000000000 as 269636-08-30 14:15:09.551616+00. Expected NULL
-         * (an entry time no timestamp can hold is left out), never a wrong
-         * date. */
+        /* Nor a wrong date: 9223372036854775807 ms once overflowed into
+         * 1969 when turned into microseconds. */
         tap_is_str(got, "NULL", "%s: the event is stored without an entry_time", cases[i].name);
         free(got);
         check_alive(cases[i].name);
@@ -620,12 +631,9 @@ static void changed_fields_amplification(void)
                                 "SELECT coalesce(sum(octet_length(payload::text)), 0)"
                                 " FROM events WHERE delivery_id = %lld",
                                 id);
-    /* BUG: every changed_fields event holds the whole entry (server/payload.c,
-     * keeps_entry), so N names cost N times the entry: this 12 KB body stores
-     * about 13 MB of events. Within the default limits a 4 MiB body of
-     * 100 000 names would build ~400 GB of event JSON in memory; a 39 KB body
-     * of 5 000 names already took 9 s and 657 MB of RSS and stored 85 MB.
-     * Expected: what is stored grows linearly with the body. */
+    /* Each changed_fields event once held the whole entry, so N names cost
+     * N times the entry (a 39 KB body of 5 000 names took 9 s and 657 MB):
+     * what is stored must grow linearly with the body. */
     tap_ok(stored <= 16 * (long long)b.len + 65536,
            "1000 changed_fields: events take %lld bytes for a %zu-byte body (at most 16x)", stored,
            b.len);
