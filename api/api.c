@@ -251,10 +251,12 @@ void api_db_error(struct api_call *call, PGconn *c, const PGresult *r, const cha
         api_error(call, 409, "conflict", "%s", conflict_msg);
     } else {
         /* libpq's message may quote values from the statement, never its
-         * parameters; the SQLSTATE is what an operator needs. */
+         * parameters; the SQLSTATE is what an operator needs. On the
+         * replica the primary answers next, and says so if it matters. */
         char ctx[128];
         api_log_context(call, ctx, sizeof(ctx));
-        log_error("admin API statement failed", "%s sqlstate=%s", ctx, db_sqlstate(r));
+        log_write(call->is_on_replica ? HB_LOG_DEBUG : HB_LOG_ERROR, "admin API statement failed",
+                  "%s sqlstate=%s%s", ctx, db_sqlstate(r), call->is_on_replica ? " replica=1" : "");
         api_error(call, 500, "internal", "the request could not be completed");
     }
 }

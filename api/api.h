@@ -70,6 +70,7 @@ struct api_call {
     char location[128]; /* Location header for a 201, or "" */
     int retry_after;    /* seconds, for 429 and 503; 0 for none */
     char sqlstate[6];   /* of a statement that failed (api_db_error), or "" */
+    bool is_on_replica; /* runs on the read replica, which the primary backs up */
 };
 
 /* "req=<id> tenant=<id|operator|none>" for a log line about call. */

@@ -158,7 +158,9 @@ static bool run_on_replica(struct admin_job *job)
     PGconn *c = db_replica_acquire(replica);
     if (c == NULL)
         return false;
+    job->call.is_on_replica = true;
     job->route->handler(&job->call, c);
+    job->call.is_on_replica = false;
     bool is_redo = !db_replica_release(replica, c) || job->call.status == 404;
     if (!is_redo && job->call.status >= 500 && db_replica_is_conflict(job->call.sqlstate)) {
         db_replica_conflicted(replica);
