@@ -270,7 +270,10 @@ static int finish_detached(PGconn *c, const char *days, bool is_dry_run, FILE *o
     return rc;
 }
 
-static int months(PGconn *c, const char *days, bool is_dry_run, FILE *out,
+/* In a dry run, *dropped gets the month ("YYYY_MM") of every partition that
+ * would go, comma-separated: they are still attached, and the row counts
+ * that follow must not count their rows a second time. */
+static int months(PGconn *c, const char *days, bool is_dry_run, FILE *out, struct buf *dropped,
                   struct db_retention_result *res, char *err, size_t errsz)
 {
     const char *params[] = {days};
@@ -314,6 +317,8 @@ static int months(PGconn *c, const char *days, bool is_dry_run, FILE *out,
             res->partitions_dropped++;
             res->events_dropped += counts[0];
             res->deliveries_dropped += counts[1];
+            if (is_dry_run)
+                buf_printf(dropped, "%s%s", dropped->len > 0 ? "," : "", PQgetvalue(r, i, 0));
         }
         free(who);
         free(ev);
@@ -326,9 +331,12 @@ static int months(PGconn *c, const char *days, bool is_dry_run, FILE *out,
 /* ---- rows, in batches ---- */
 
 /* Deletes (or counts) the events matching who ($2 when it names a tenant)
- * older than $1 days, with their keys, then the deliveries matching dwho. */
+ * older than $1 days, with their keys, then the deliveries matching dwho. A
+ * dry run counts nothing in the months of dropped (see months()), which a
+ * real run has dropped by then. */
 static int rows(PGconn *c, const char *who, const char *dwho, const char *days, const char *tenant,
-                bool is_dry_run, int64_t *events, int64_t *deliveries, char *err, size_t errsz)
+                const char *dropped, bool is_dry_run, int64_t *events, int64_t *deliveries,
+                char *err, size_t errsz)
 {
     const char *params[] = {days, tenant};
     int nparams = tenant != NULL ? 2 : 1;
@@ -338,12 +346,21 @@ static int rows(PGconn *c, const char *who, const char *dwho, const char *days, 
     *events = *deliveries = 0;
     if (is_dry_run) {
         int64_t n[2];
+        char *list = PQescapeLiteral(c, dropped, strlen(dropped));
+        if (list == NULL)
+            abort();
         buf_printf(&sql,
-                   "SELECT (SELECT count(*) FROM events WHERE %s"
-                   "  AND received_at < now() - make_interval(days => $1::int)),"
+                   "WITH gone AS (SELECT oid FROM pg_class WHERE oid IN (SELECT"
+                   "  to_regclass(t || '_p' || m) FROM unnest(string_to_array(%s, ',')) m,"
+                   "  unnest(ARRAY['events', 'deliveries']) t))"
+                   " SELECT (SELECT count(*) FROM events WHERE %s"
+                   "  AND received_at < now() - make_interval(days => $1::int)"
+                   "  AND tableoid NOT IN (SELECT oid FROM gone)),"
                    " (SELECT count(*) FROM deliveries WHERE %s"
-                   "  AND received_at < now() - make_interval(days => $1::int))",
-                   who, dwho);
+                   "  AND received_at < now() - make_interval(days => $1::int)"
+                   "  AND tableoid NOT IN (SELECT oid FROM gone))",
+                   list, who, dwho);
+        PQfreemem(list);
         rc = query_ints(c, sql.data, nparams, params, n, 2, err, errsz);
         *events = n[0];
         *deliveries = n[1];
@@ -392,11 +409,16 @@ static int run(PGconn *c, int default_days, bool is_dry_run, FILE *out,
 {
     char days[16];
     snprintf(days, sizeof(days), "%d", default_days);
+    struct buf dropped;
+    buf_init(&dropped);
+    buf_puts(&dropped, "");
     int rc = finish_detached(c, days, is_dry_run, out, res, err, errsz);
     if (rc == 0)
-        rc = months(c, days, is_dry_run, out, res, err, errsz);
-    if (rc != 0)
+        rc = months(c, days, is_dry_run, out, &dropped, res, err, errsz);
+    if (rc != 0) {
+        buf_dispose(&dropped);
         return rc;
+    }
 
     const char *params[] = {days};
     PGresult *t = PQexecParams(c,
@@ -406,6 +428,7 @@ static int run(PGconn *c, int default_days, bool is_dry_run, FILE *out,
     if (PQresultStatus(t) != PGRES_TUPLES_OK) {
         rc = fail(c, t, "listing tenants", err, errsz);
         PQclear(t);
+        buf_dispose(&dropped);
         return rc;
     }
     const char *verb = is_dry_run ? "would delete" : "deleted";
@@ -413,7 +436,7 @@ static int run(PGconn *c, int default_days, bool is_dry_run, FILE *out,
         int64_t ne, nd;
         rc = rows(c, "tenant_id = $2::int8",
                   "app_id IN (SELECT id FROM apps WHERE tenant_id = $2::int8)", PQgetvalue(t, i, 2),
-                  PQgetvalue(t, i, 0), is_dry_run, &ne, &nd, err, errsz);
+                  PQgetvalue(t, i, 0), dropped.data, is_dry_run, &ne, &nd, err, errsz);
         if (rc == 0 && (ne > 0 || nd > 0))
             fprintf(out, "tenant %s (%s days%s): %s %" PRId64 " events, %" PRId64 " deliveries\n",
                     PQgetvalue(t, i, 1), PQgetvalue(t, i, 2),
@@ -426,7 +449,7 @@ static int run(PGconn *c, int default_days, bool is_dry_run, FILE *out,
         int64_t ne, nd;
         rc = rows(c, "tenant_id IS NULL",
                   "app_id NOT IN (SELECT id FROM apps WHERE tenant_id IS NOT NULL)", days, NULL,
-                  is_dry_run, &ne, &nd, err, errsz);
+                  dropped.data, is_dry_run, &ne, &nd, err, errsz);
         if (rc == 0 && (ne > 0 || nd > 0))
             fprintf(out,
                     "unrouted events and shared apps' deliveries (%s days): %s %" PRId64
@@ -442,6 +465,7 @@ static int run(PGconn *c, int default_days, bool is_dry_run, FILE *out,
                 is_dry_run ? "dry run, nothing changed" : "done", res->partitions_dropped,
                 res->events_dropped, res->deliveries_dropped, res->events_deleted,
                 res->deliveries_deleted);
+    buf_dispose(&dropped);
     return rc;
 }
 
