@@ -55,7 +55,7 @@ struct stats {
     uint64_t verifications[STATS_VERIFY_N];
 
     /* any thread */
-    const char *const *fields;
+    const char *fields[FIELDS_MAX];
     size_t nfields;
     struct metrics_counter events[FIELDS_MAX + 1]; /* the last: "other" */
     struct metrics_histogram batch_size, commit_us;
@@ -70,9 +70,14 @@ struct stats *stats_new(void)
     s->slots = xcalloc(s->cap, sizeof(*s->slots));
     snprintf(s->unknown.id, sizeof(s->unknown.id), "unknown");
     snprintf(s->other.id, sizeof(s->other.id), "other");
-    s->fields = fields_all(&s->nfields);
-    if (s->nfields > FIELDS_MAX)
-        s->nfields = FIELDS_MAX;
+    /* The fields one may subscribe to, and those the splitter names that
+     * are not in that table (PROTOCOL.md section 2): message_edit. */
+    size_t n;
+    const char *const *all = fields_all(&n);
+    for (size_t i = 0; i < n && s->nfields < FIELDS_MAX; i++)
+        s->fields[s->nfields++] = all[i];
+    if (s->nfields < FIELDS_MAX)
+        s->fields[s->nfields++] = "message_edit";
     for (size_t i = 0; i <= FIELDS_MAX; i++)
         atomic_init(&s->events[i].value, 0);
     for (size_t i = 0; i < G_N; i++)

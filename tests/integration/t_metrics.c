@@ -404,11 +404,19 @@ int main(void)
     char *before = scrape();
     tap_is_int(post_signed(APP, SECRET, mixed), 200, "a delivery of three fields gets 200");
     tap_is_int(post_signed(APP, SECRET, mixed), 200, "and again");
+    /* message_edit is no field one subscribes to, but the splitter names it. */
+    const char *edit =
+        "{\"object\":\"instagram\",\"entry\":[{\"id\":\"17841400000000001\",\"time\":1700000002,"
+        "\"messaging\":[{\"sender\":{\"id\":\"2345\"},\"recipient\":{\"id\":\"17841400000000001\"},"
+        "\"timestamp\":1700000002000,\"message_edit\":{\"mid\":\"ME1\",\"text\":\"c\","
+        "\"num_edit\":1}}]}]}";
+    tap_is_int(post_signed(APP, SECRET, edit), 200, "a message_edit delivery gets 200");
     char *after = scrape();
     static const struct {
         const char *field;
         int want;
-    } fields[] = {{"comments", 2}, {"mentions", 1}, {"other", 1}, {"messages", 0}};
+    } fields[] = {
+        {"comments", 2}, {"mentions", 1}, {"other", 1}, {"messages", 0}, {"message_edit", 1}};
     for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
         char s[96];
         snprintf(s, sizeof(s), "hubbub_events_total{field=\"%s\"}", fields[i].field);
