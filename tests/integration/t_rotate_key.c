@@ -794,6 +794,18 @@ int main(void)
     tap_is_int(run(status, &out), 0, "every value is sealed by the key left");
     free(out);
 
+    /* Without a database nothing starts: no new key in the file, no backup. */
+    snprintf(cmd, sizeof(cmd), "cp -p %s %s.before", key_path, key_path);
+    if (system(cmd) != 0)
+        tap_bail("copying the key file");
+    rc = script("DATABASE_URL=", &out);
+    tap_is_int(rc, 1, "ops/rotate-key without a database exits 1");
+    tap_contains(out, "nothing changed", "and says that nothing changed");
+    free(out);
+    snprintf(cmd, sizeof(cmd), "cmp -s %s %s.before && test ! -e %s.pre-rotate", key_path, key_path,
+             key_path);
+    tap_is_int(system(cmd), 0, "the key file is as it was and no rotation began");
+
     rc = script("HUBBUB_MASTER_KEY=" K_THIRD, &out);
     tap_is_int(rc, 1, "ops/rotate-key refuses a key given in the environment");
     tap_contains(out, "Rotation needs the file form", "and says what to do instead");
@@ -809,7 +821,7 @@ int main(void)
     tap_is_int(h_server_stop(&a, SIGTERM), 0, "signalled process exits 0");
     tap_is_int(h_server_stop(&b, SIGTERM), 0, "unsignalled process exits 0");
     fg_stop(ig);
-    snprintf(cmd, sizeof(cmd), "rm -f %s.retired-*", key_path);
+    snprintf(cmd, sizeof(cmd), "rm -f %s.retired-* %s.before", key_path, key_path);
     if (system(cmd) != 0)
         tap_diag("could not remove %s.retired-*", key_path);
     unlink(key_path);
