@@ -369,6 +369,34 @@ static void load_keys_or_die(const struct config *cfg, struct secretbox *keys)
         die(why, NULL);
 }
 
+struct key_check {
+    const struct secretbox *sb;
+};
+
+static void check_key_id(void *arg, int column, const char *key_id, int64_t count)
+{
+    struct key_check *k = arg;
+    if (strcmp(key_id, "-") == 0)
+        return;
+    for (int i = 0; i < k->sb->nkeys; i++)
+        if (strcmp(k->sb->keys[i].id, key_id) == 0)
+            return;
+    log_error("stored secrets are sealed by a master key that is not loaded; they cannot be "
+              "opened (deliveries and handshakes of their apps get 500) until it is",
+              "column=%s key_id=%s values=%" PRId64, db_rekey_column_name(column), key_id, count);
+}
+
+/* A wrong HUBBUB_MASTER_KEY(_FILE) would otherwise show only as 500s. It is
+ * said at start, by key id (never a key), and serving goes on: values sealed
+ * by a loaded key still open. */
+static void warn_unknown_key_ids(PGconn *c, const struct keyring *keys)
+{
+    struct key_check k = {keyring_current(keys)};
+    char err[256];
+    if (db_rekey_status(c, check_key_id, &k, err, sizeof(err)) != 0)
+        log_warn("cannot check which master keys the stored secrets need", "error=\"%s\"", err);
+}
+
 /* Every connection costs a descriptor: take all the kernel allows. */
 static void raise_nofile_limit(void)
 {
@@ -401,6 +429,7 @@ static int cmd_serve(struct config *cfg)
     if (db_migrate_check(c, db_migrations_embedded, db_migrations_embedded_count, err,
                          sizeof(err)) != 0)
         die("the database schema is not current", err);
+    warn_unknown_key_ids(c, keys);
     PQfinish(c);
 
     raise_nofile_limit();

@@ -113,9 +113,26 @@ int main(void)
     for (const char *p = log; (p = strstr(p, "wrong verify token")) != NULL; p++)
         lines++;
     tap_ok(lines >= 1 && lines <= 3, "51 refused handshakes make 1-3 log lines, not 51 (%d)", lines);
+    tap_ok(strstr(log, "not loaded") == NULL, "with the right master key, no key is missing");
     free(log);
 
     tap_is_int(h_server_stop(&s, SIGTERM), 0, "SIGTERM stops the server with status 0");
+
+    /* A master key that opens none of the stored secrets is said at start,
+     * by key id, not only as 500s. */
+    const char *wrong_key[] = {
+        "HUBBUB_MASTER_KEY=0000000000000000000000000000000000000000000000000000000000000001", NULL};
+    h_server_start(&s, &db, wrong_key);
+    tap_is_int(get(&s, "/webhooks/1234567890?hub.mode=subscribe&hub.challenge=5"
+                       "&hub.verify_token=meaty+hamhock%2F%26%3D", NULL), 500,
+               "with another master key the handshake cannot be answered");
+    log = h_server_log(&s);
+    tap_contains(log, "sealed by a master key that is not loaded",
+                 "and the start said that stored secrets need a key it does not have");
+    tap_contains(log, "column=apps.verify_token_sealed", "naming the column");
+    tap_contains(log, "column=app_secrets.secret_sealed", "for each column");
+    free(log);
+    tap_is_int(h_server_stop(&s, SIGTERM), 0, "that server stops with status 0 too");
     h_db_drop(&db);
     return tap_done();
 }
