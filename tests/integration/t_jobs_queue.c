@@ -414,7 +414,8 @@ static void dispatcher_reconnects(const char *const *env)
     while (!killed && h_now_ms() < deadline) {
         PGresult *r = PQexec(watch, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
                                     " WHERE wait_event_type = 'Lock'"
-                                    "  AND application_name = 'hubbub dispatcher'");
+                                    "  AND application_name = 'hubbub dispatcher'"
+                                    "  AND datname = current_database()");
         killed = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0;
         PQclear(r);
         if (!killed)

@@ -87,10 +87,14 @@ int main(void)
                                  " 'YYYY_MM')");
     char *cur_d = h_db_text(&db, "SELECT 'deliveries_p' || to_char(now() AT TIME ZONE 'UTC',"
                                  " 'YYYY_MM')");
-    /* The server's first upkeep round is over: its connection waits idle. */
+    /* The server's first upkeep round is over: its connection (in this
+     * database: other tests' servers have theirs) waits idle after the
+     * call, not merely after naming itself just before it. */
     if (!h_wait_sql(&db, "1", H_WAIT_MS,
                     "SELECT count(*) FROM pg_stat_activity"
-                    " WHERE application_name = 'hubbub partition upkeep' AND state = 'idle'"))
+                    " WHERE application_name = 'hubbub partition upkeep' AND state = 'idle'"
+                    " AND datname = current_database()"
+                    " AND query LIKE '%%hubbub_partitions_ensure%%'"))
         tap_bail("the server's first upkeep round did not end");
     h_db_exec(&db, "DROP TABLE %s", cur_e);
     h_db_exec(&db, "DROP TABLE %s", cur_d);
@@ -123,7 +127,8 @@ int main(void)
     pthread_create(&t, NULL, post_main, &during);
     tap_ok(h_wait_sql(&db, "1", H_WAIT_MS,
                       "SELECT ((SELECT count(*) FROM events_default) > 1 OR EXISTS (SELECT 1"
-                      " FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> %d))::int",
+                      " FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> %d"
+                      " AND datname = current_database()))::int",
                       PQbackendPID(upkeep)),
            "the delivery reached the database meanwhile");
     exec_or_bail(holder, "COMMIT");
