@@ -290,24 +290,11 @@ static long long setup_account(void)
     h_server_start(&s, &db, env_entries);
     char key[64];
     h_api_tenant(&s, "bench", key);
-    struct h_resp r;
-    h_api(&r, &s, key, "POST", "/v1/apps",
-          "{\"meta_app_id\":\"" META_APP "\",\"app_secret\":\"bench-secret-0123456789\","
-          "\"verify_token\":\"verify-0123456789\"}");
-    if (r.status != 201)
-        tap_bail("creating the app: %ld %s", r.status, r.body);
-    long long app = h_json_num(r.body, "id");
-    h_resp_free(&r);
-    char json[512];
-    snprintf(json, sizeof(json),
-             "{\"app_id\":%lld,\"ig_id\":\"" NODE "\",\"login_type\":\"instagram_login\","
-             "\"access_token\":\"" TOKEN "\",\"subscribed_fields\":[\"messages\"]}",
-             app);
-    h_api(&r, &s, key, "POST", "/v1/accounts", json);
-    if (r.status != 201)
-        tap_bail("creating the account: %ld %s", r.status, r.body);
-    long long acc = h_json_num(r.body, "id");
-    h_resp_free(&r);
+    long status;
+    long long acc = h_api_ig_account(&s, key, META_APP, "bench-secret-0123456789",
+                                     "verify-0123456789", NODE, TOKEN, "messages", &status);
+    if (status != 201)
+        tap_bail("creating the account: %ld", status);
     if (!h_wait_sql(&db, "active", H_WAIT_MS, "SELECT sub_state FROM accounts WHERE id = %lld",
                     acc))
         tap_bail("the account was not subscribed");

@@ -352,6 +352,64 @@ static void child_env(struct h_db *db, const char *const *env)
         putenv(strdup(*e));
 }
 
+/* ---- a private PostgreSQL cluster ---- */
+
+void h_cluster_init(struct h_cluster *c, const char *source_dir, const char *tag)
+{
+    memset(c, 0, sizeof(*c));
+    snprintf(c->source_dir, sizeof(c->source_dir), "%s", source_dir);
+    snprintf(c->dir, sizeof(c->dir), "/tmp/hubbub-%s-%d", tag, (int)getpid());
+    snprintf(c->log, sizeof(c->log), "/tmp/hubbub-%s-%d.log", tag, (int)getpid());
+}
+
+int h_cluster_run(struct h_cluster *c, const char *cmd, const char *extra)
+{
+    char line[768];
+    snprintf(line, sizeof(line), "'%s/ops/pg-local' %s '%s' %s >>'%s' 2>&1", c->source_dir, cmd,
+             c->dir, extra != NULL ? extra : "", c->log);
+    int st = system(line);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+void h_cluster_start_or_bail(struct h_cluster *c)
+{
+    c->is_created = true;
+    if (h_cluster_run(c, "start", "--fsync=off") == 0)
+        return;
+    char log[4096] = "";
+    FILE *f = fopen(c->log, "r");
+    if (f != NULL) {
+        size_t n = fread(log, 1, sizeof(log) - 1, f);
+        log[n] = '\0';
+        fclose(f);
+    }
+    tap_bail("ops/pg-local start %s failed: %s", c->dir, log);
+}
+
+char *h_cluster_url(const struct h_cluster *c)
+{
+    char line[512], url[512] = "";
+    snprintf(line, sizeof(line), "'%s/ops/pg-local' url '%s' hubbub", c->source_dir, c->dir);
+    FILE *p = popen(line, "r");
+    if (p == NULL || fgets(url, sizeof(url), p) == NULL)
+        tap_bail("ops/pg-local url failed");
+    pclose(p);
+    url[strcspn(url, "\n")] = '\0';
+    return strdup(url);
+}
+
+void h_cluster_remove(struct h_cluster *c)
+{
+    if (!c->is_created)
+        return;
+    c->is_created = false;
+    h_cluster_run(c, "kill", NULL);
+    char line[320];
+    snprintf(line, sizeof(line), "rm -rf '%s' '%s'", c->dir, c->log);
+    if (system(line) != 0)
+        fprintf(stderr, "could not remove %s\n", c->dir);
+}
+
 int h_run(struct h_db *db, const char *const *argv, const char *const *env, const char *stdin_data,
           char **output)
 {
@@ -795,6 +853,31 @@ char *h_json_str(const char *body, const char *key)
     }
     out[o] = '\0';
     return out;
+}
+
+long long h_api_ig_account(const struct h_server *s, const char *key, const char *meta_app_id,
+                           const char *app_secret, const char *verify_token, const char *ig_id,
+                           const char *access_token, const char *field, long *status)
+{
+    struct h_resp r;
+    char json[512];
+    snprintf(json, sizeof(json),
+             "{\"meta_app_id\":\"%s\",\"app_secret\":\"%s\",\"verify_token\":\"%s\"}",
+             meta_app_id, app_secret, verify_token);
+    h_api(&r, s, key, "POST", "/v1/apps", json);
+    if (r.status != 201)
+        tap_bail("creating app %s: %ld %s", meta_app_id, r.status, r.body ? r.body : r.error);
+    long long app = h_json_num(r.body, "id");
+    h_resp_free(&r);
+    snprintf(json, sizeof(json),
+             "{\"app_id\":%lld,\"ig_id\":\"%s\",\"login_type\":\"instagram_login\","
+             "\"access_token\":\"%s\",\"subscribed_fields\":[\"%s\"]}",
+             app, ig_id, access_token, field);
+    h_api(&r, s, key, "POST", "/v1/accounts", json);
+    *status = r.status;
+    long long acc = r.status == 201 ? h_json_num(r.body, "id") : 0;
+    h_resp_free(&r);
+    return acc;
 }
 
 long long h_api_tenant(const struct h_server *s, const char *name, char key[64])

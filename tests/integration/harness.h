@@ -50,6 +50,28 @@ void h_db_exec(struct h_db *db, const char *fmt, ...) __attribute__((format(prin
 /* Builds the URL of database name on the server of url (caller frees). */
 char *h_url_with_dbname(const char *url, const char *dbname);
 
+/* ---- a private PostgreSQL cluster ----
+ * For tests that stop, kill or restart PostgreSQL under hubbub: such a test
+ * must not harm the shared cluster. ops/pg-local runs it (as the postgres
+ * user when root), in /tmp/hubbub-<tag>-<pid>, its output appended to a log
+ * beside it. */
+struct h_cluster {
+    char source_dir[256]; /* the checkout holding ops/pg-local */
+    char dir[96];
+    char log[128];
+    bool is_created;
+};
+
+void h_cluster_init(struct h_cluster *c, const char *source_dir, const char *tag);
+/* ops/pg-local CMD DIR [EXTRA]: its exit status (128 + signal if killed). */
+int h_cluster_run(struct h_cluster *c, const char *cmd, const char *extra);
+/* Starts it (fsync off), or bails out with the start of its log. */
+void h_cluster_start_or_bail(struct h_cluster *c);
+/* The URL of its database hubbub (caller frees); bails out on failure. */
+char *h_cluster_url(const struct h_cluster *c);
+/* Kills it and removes its directory and log; nothing if not created. */
+void h_cluster_remove(struct h_cluster *c);
+
 /* ---- processes ---- */
 const char *h_binary(void);
 const char *h_master_key(void); /* a random key, the same for the whole test */
@@ -137,6 +159,13 @@ char *h_json_str(const char *body, const char *key);
 /* Creates a tenant through the API as the operator and a key for it;
  * returns the tenant id and writes the key (bails out on failure). */
 long long h_api_tenant(const struct h_server *s, const char *name, char key[64]);
+/* With key, creates an app (meta_app_id, app_secret, verify_token; bails
+ * out if refused) and an Instagram-Login account on it subscribed to one
+ * field. Returns the account id (0 if refused); *status gets the account
+ * POST's status. */
+long long h_api_ig_account(const struct h_server *s, const char *key, const char *meta_app_id,
+                           const char *app_secret, const char *verify_token, const char *ig_id,
+                           const char *access_token, const char *field, long *status);
 
 /* Reads a file under the source tree (tests/fixtures/...); caller frees. */
 char *h_read_fixture(const char *relpath, size_t *len);

@@ -181,22 +181,11 @@ int main(void)
     char key[64];
     h_api_tenant(&srv, "logsco", key);
     struct h_resp r;
-    h_api(&r, &srv, key, "POST", "/v1/apps",
-          "{\"meta_app_id\":\"" APP "\",\"app_secret\":\"" APP_SECRET "\","
-          "\"verify_token\":\"" VERIFY_TOKEN "\"}");
-    if (r.status != 201)
-        tap_bail("creating the app: %ld %s", r.status, r.body);
-    long long app = h_json_num(r.body, "id");
-    h_resp_free(&r);
     char json[512];
-    snprintf(json, sizeof(json),
-             "{\"app_id\":%lld,\"ig_id\":\"" IG_NODE "\",\"login_type\":\"instagram_login\","
-             "\"access_token\":\"" ACCESS_TOKEN "\",\"subscribed_fields\":[\"comments\"]}",
-             app);
-    h_api(&r, &srv, key, "POST", "/v1/accounts", json);
-    tap_is_int(r.status, 201, "an account is created");
-    long long acc = h_json_num(r.body, "id");
-    h_resp_free(&r);
+    long status;
+    long long acc = h_api_ig_account(&srv, key, APP, APP_SECRET, VERIFY_TOKEN, IG_NODE,
+                                     ACCESS_TOKEN, "comments", &status);
+    tap_is_int(status, 201, "an account is created");
     tap_ok(h_wait_sql(&db, "succeeded", H_WAIT_MS,
                       "SELECT state FROM jobs WHERE account_id = %lld AND kind = 'subscribe'", acc),
            "its subscribe job runs on a worker");

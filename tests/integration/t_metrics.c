@@ -473,20 +473,10 @@ int main(void)
 
     char *b = NULL;
     char json[512];
-    snprintf(json, sizeof(json),
-             "{\"meta_app_id\":\"" GRAPH_APP "\",\"app_secret\":\"app-secret-0123456789\","
-             "\"verify_token\":\"verify-0123456789\"}");
-    h_api(&r, &srv, key, "POST", "/v1/apps", json);
-    long long app = h_json_num(r.body, "id");
-    h_resp_free(&r);
-    snprintf(json, sizeof(json),
-             "{\"app_id\":%lld,\"ig_id\":\"" IG_NODE "\",\"login_type\":\"instagram_login\","
-             "\"access_token\":\"" IG_TOKEN "\",\"subscribed_fields\":[\"comments\"]}",
-             app);
-    h_api(&r, &srv, key, "POST", "/v1/accounts", json);
-    tap_is_int(r.status, 201, "an account is created (a subscribe job)");
-    long long acc = h_json_num(r.body, "id");
-    h_resp_free(&r);
+    long status;
+    long long acc = h_api_ig_account(&srv, key, GRAPH_APP, "app-secret-0123456789",
+                                     "verify-0123456789", IG_NODE, IG_TOKEN, "comments", &status);
+    tap_is_int(status, 201, "an account is created (a subscribe job)");
     tap_ok(h_wait_sql(&db, "succeeded", H_WAIT_MS,
                       "SELECT state FROM jobs WHERE account_id = %lld AND kind = 'subscribe'", acc),
            "its subscribe job succeeds against the fake Graph API");

@@ -43,18 +43,12 @@
 
 /* ---- the private cluster ---- */
 
-static char cluster_dir[96];
-static char cluster_log[128];
-static bool cluster_created;
+static struct h_cluster cluster;
 static pid_t server_pid;
 
 static int pg_local(const char *cmd, const char *extra)
 {
-    char line[512];
-    snprintf(line, sizeof(line), "'%s/ops/pg-local' %s '%s' %s >>'%s' 2>&1", HB_SOURCE_DIR, cmd,
-             cluster_dir, extra != NULL ? extra : "", cluster_log);
-    int st = system(line);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    return h_cluster_run(&cluster, cmd, extra);
 }
 
 static void cleanup(void)
@@ -64,47 +58,13 @@ static void cleanup(void)
         waitpid(server_pid, NULL, 0);
         server_pid = 0;
     }
-    if (cluster_created) {
-        cluster_created = false;
-        pg_local("kill", NULL);
-        char line[256];
-        snprintf(line, sizeof(line), "rm -rf '%s' '%s'", cluster_dir, cluster_log);
-        if (system(line) != 0)
-            fprintf(stderr, "could not remove %s\n", cluster_dir);
-    }
+    h_cluster_remove(&cluster);
 }
 
 static void on_fatal_signal(int sig)
 {
     (void)sig;
     exit(1); /* runs cleanup() */
-}
-
-static void cluster_start_or_bail(void)
-{
-    if (pg_local("start", "--fsync=off") != 0) {
-        char *log = NULL;
-        FILE *f = fopen(cluster_log, "r");
-        if (f != NULL) {
-            log = calloc(1, 4096);
-            size_t n = fread(log, 1, 4095, f);
-            (void)n;
-            fclose(f);
-        }
-        tap_bail("ops/pg-local start %s failed: %s", cluster_dir, log ? log : "");
-    }
-}
-
-static char *cluster_url(void)
-{
-    char line[256], url[512] = "";
-    snprintf(line, sizeof(line), "'%s/ops/pg-local' url '%s' hubbub", HB_SOURCE_DIR, cluster_dir);
-    FILE *p = popen(line, "r");
-    if (p == NULL || fgets(url, sizeof(url), p) == NULL)
-        tap_bail("ops/pg-local url failed");
-    pclose(p);
-    url[strcspn(url, "\n")] = '\0';
-    return strdup(url);
 }
 
 /* ---- the clients ---- */
@@ -269,8 +229,7 @@ int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    snprintf(cluster_dir, sizeof(cluster_dir), "/tmp/hubbub-outage-%d", (int)getpid());
-    snprintf(cluster_log, sizeof(cluster_log), "/tmp/hubbub-outage-%d.log", (int)getpid());
+    h_cluster_init(&cluster, HB_SOURCE_DIR, "outage");
     atexit(cleanup);
     signal(SIGINT, on_fatal_signal);
     signal(SIGTERM, on_fatal_signal);
@@ -278,17 +237,16 @@ int main(void)
     tap_plan(26);
 
     int64_t t_begin = h_now_ms();
-    cluster_created = true;
-    cluster_start_or_bail();
+    h_cluster_start_or_bail(&cluster);
     struct h_db db;
     memset(&db, 0, sizeof(db));
     snprintf(db.name, sizeof(db.name), "hubbub");
-    db.url = cluster_url();
+    db.url = h_cluster_url(&cluster);
     db.conn = PQconnectdb(db.url);
     if (PQstatus(db.conn) != CONNECTION_OK)
         tap_bail("cannot connect to %s: %s", db.url, PQerrorMessage(db.conn));
     h_setup_app(&db, "outageco", APP_ID, VERIFY_TOKEN, SECRET);
-    tap_diag("private cluster %s ready in %lld ms", cluster_dir, (long long)(h_now_ms() - t_begin));
+    tap_diag("private cluster %s ready in %lld ms", cluster.dir, (long long)(h_now_ms() - t_begin));
 
     /* A short cache TTL, so that while the database is down the cached app is
      * stale and its refresh fails: the stale copy must still serve. */
@@ -376,7 +334,7 @@ int main(void)
             idle_down_cpu = cpu_seconds(s.pid) - cpu0;
         }
         rd->t_start0 = h_now_ms();
-        cluster_start_or_bail();
+        h_cluster_start_or_bail(&cluster);
         rd->t_start1 = h_now_ms();
         if (rd->quiet) {
             atomic_store(&senders_paused, false);

@@ -75,22 +75,11 @@ int main(void)
     struct h_server s;
     h_server_start(&s, &db, env3);
     h_api_tenant(&s, "drainer", key);
-    struct h_resp r;
-    h_api(&r, &s, key, "POST", "/v1/apps",
-          "{\"meta_app_id\":\"" META_APP "\",\"app_secret\":\"" APP_SECRET "\","
-          "\"verify_token\":\"verify-0123456789\"}");
-    long long app = h_json_num(r.body, "id");
-    h_resp_free(&r);
-    char json[512];
-    snprintf(json, sizeof(json),
-             "{\"app_id\":%lld,\"ig_id\":\"" NODE "\",\"login_type\":\"instagram_login\","
-             "\"access_token\":\"" TOKEN "\",\"subscribed_fields\":[\"messages\"]}",
-             app);
-    h_api(&r, &s, key, "POST", "/v1/accounts", json);
-    if (r.status != 201)
-        tap_bail("creating the account: %ld %s", r.status, r.body);
-    acc = h_json_num(r.body, "id");
-    h_resp_free(&r);
+    long status;
+    acc = h_api_ig_account(&s, key, META_APP, APP_SECRET, "verify-0123456789", NODE, TOKEN,
+                           "messages", &status);
+    if (status != 201)
+        tap_bail("creating the account: %ld", status);
     if (!h_wait_sql(&db, "0", H_WAIT_MS,
                     "SELECT count(*) FROM jobs WHERE state IN ('queued', 'running')"))
         tap_bail("the subscription job did not finish");

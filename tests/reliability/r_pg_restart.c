@@ -29,28 +29,16 @@
 #define MAX_DELIVERIES 3000000
 #define RECOVERY_LIMIT_MS 5000
 
-static char cluster_dir[96], cluster_log[128];
-static bool cluster_created;
+static struct h_cluster cluster;
 
 static int pg_local(const char *cmd, const char *extra)
 {
-    char line[512];
-    snprintf(line, sizeof(line), "'%s/ops/pg-local' %s '%s' %s >>'%s' 2>&1", HB_SOURCE_DIR, cmd,
-             cluster_dir, extra != NULL ? extra : "", cluster_log);
-    int st = system(line);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    return h_cluster_run(&cluster, cmd, extra);
 }
 
 static void cleanup(void)
 {
-    if (cluster_created) {
-        cluster_created = false;
-        pg_local("kill", NULL);
-        char line[256];
-        snprintf(line, sizeof(line), "rm -rf '%s' '%s'", cluster_dir, cluster_log);
-        if (system(line) != 0)
-            fprintf(stderr, "could not remove %s\n", cluster_dir);
-    }
+    h_cluster_remove(&cluster);
 }
 
 static void on_fatal_signal(int sig)
@@ -59,35 +47,20 @@ static void on_fatal_signal(int sig)
     exit(1); /* runs cleanup() */
 }
 
-static char *cluster_url(void)
-{
-    char line[256], url[512] = "";
-    snprintf(line, sizeof(line), "'%s/ops/pg-local' url '%s' hubbub", HB_SOURCE_DIR, cluster_dir);
-    FILE *p = popen(line, "r");
-    if (p == NULL || fgets(url, sizeof(url), p) == NULL)
-        tap_bail("ops/pg-local url failed");
-    pclose(p);
-    url[strcspn(url, "\n")] = '\0';
-    return strdup(url);
-}
-
 int main(void)
 {
     int clients = (int)rel_bound("HUBBUB_REL_CLIENTS", 8, 32);
     int restarts = (int)rel_bound("HUBBUB_REL_PG_RESTARTS", 2, 5);
     int down_ms = (int)rel_bound("HUBBUB_REL_PG_DOWN_MS", 1000, 3000);
-    snprintf(cluster_dir, sizeof(cluster_dir), "/tmp/hubbub-rel-pg-%d", (int)getpid());
-    snprintf(cluster_log, sizeof(cluster_log), "/tmp/hubbub-rel-pg-%d.log", (int)getpid());
+    h_cluster_init(&cluster, HB_SOURCE_DIR, "rel-pg");
     atexit(cleanup);
     signal(SIGINT, on_fatal_signal);
     signal(SIGTERM, on_fatal_signal);
-    cluster_created = true;
-    if (pg_local("start", "--fsync=off") != 0)
-        tap_bail("ops/pg-local start %s failed (see %s)", cluster_dir, cluster_log);
+    h_cluster_start_or_bail(&cluster);
     struct h_db db;
     memset(&db, 0, sizeof(db));
     snprintf(db.name, sizeof(db.name), "hubbub");
-    db.url = cluster_url();
+    db.url = h_cluster_url(&cluster);
     db.conn = PQconnectdb(db.url);
     if (PQstatus(db.conn) != CONNECTION_OK)
         tap_bail("cannot connect to %s: %s", db.url, PQerrorMessage(db.conn));
