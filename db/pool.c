@@ -27,10 +27,15 @@ static void on_notice(void *arg, const char *message)
 
 PGconn *db_connect(const char *url, char *err, size_t errsz)
 {
+    return db_connect_as(url, "hubbub", err, errsz);
+}
+
+PGconn *db_connect_as(const char *url, const char *name, char *err, size_t errsz)
+{
     /* Later keywords override what the URL says, so only defaults go here. */
     const char *keys[] = {"dbname",     "connect_timeout", "application_name",
                           "keepalives", "keepalives_idle", NULL};
-    const char *vals[] = {url, "5", "hubbub", "1", "30", NULL};
+    const char *vals[] = {url, "5", name, "1", "30", NULL};
     PGconn *c = PQconnectdbParams(keys, vals, 1);
     if (c == NULL) {
         snprintf(err, errsz, "out of memory");

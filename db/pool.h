@@ -19,6 +19,9 @@
 /* Connects to url. On failure returns NULL and writes libpq's message (which
  * never holds the password) into err. */
 PGconn *db_connect(const char *url, char *err, size_t errsz);
+/* The same, named in pg_stat_activity from its first moment (application_name,
+ * which wins over the URL's), so operators and tests can tell threads apart. */
+PGconn *db_connect_as(const char *url, const char *name, char *err, size_t errsz);
 
 /* false when an idle connection is known to be dead: the server closed it
  * (a restart, an idle timeout) while we were not using it. Costs one poll(2);

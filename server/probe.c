@@ -36,12 +36,11 @@ uint64_t probe_now_ms(void)
 static PGconn *connect_probe(const char *url)
 {
     char err[256];
-    PGconn *c = db_connect(url, err, sizeof(err));
+    PGconn *c = db_connect_as(url, "hubbub probe", err, sizeof(err));
     if (c == NULL)
         return NULL;
-    char sql[96];
-    snprintf(sql, sizeof(sql), "SET statement_timeout = %d; SET application_name = 'hubbub probe'",
-             PROBE_TIMEOUT_MS);
+    char sql[64];
+    snprintf(sql, sizeof(sql), "SET statement_timeout = %d", PROBE_TIMEOUT_MS);
     PGresult *r = PQexec(c, sql);
     bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
     PQclear(r);

@@ -36,9 +36,9 @@ static int round_once(struct upkeep *u, PGconn **c)
     }
     if (*c == NULL) {
         char err[256];
-        if ((*c = db_connect(u->cfg->database_url, err, sizeof(err))) == NULL)
+        if ((*c = db_connect_as(u->cfg->database_url, "hubbub partition upkeep", err,
+                                sizeof(err))) == NULL)
             return HB_EUNAVAILABLE;
-        PQclear(PQexec(*c, "SET application_name = 'hubbub partition upkeep'"));
     }
     int created = 0;
     int rc = db_partitions_ensure(*c, u->cfg->partition_months_ahead, LOCK_TIMEOUT_MS, &created);

@@ -110,28 +110,19 @@ static void wake(struct worker_pool *p, bool all)
  * line per thread and interval says so, not one per attempt. */
 #define DB_LOG_INTERVAL_MS 10000
 
-static PGconn *connect_db(struct worker_pool *p, const char *who, struct log_throttle *t)
+/* name: the connection's name in pg_stat_activity, for operators. */
+static PGconn *connect_db(struct worker_pool *p, const char *who, const char *name,
+                          struct log_throttle *t)
 {
     char err[256];
     uint64_t held;
-    PGconn *c = db_connect(p->cfg->database_url, err, sizeof(err));
+    PGconn *c = db_connect_as(p->cfg->database_url, name, err, sizeof(err));
     char q[256];
     if (c == NULL && log_throttle_pass(t, now_ms(), DB_LOG_INTERVAL_MS, &held))
         log_warn("job queue: cannot connect to the database",
                  "thread=%s error=%s similar_held_back=%" PRIu64, who,
                  log_quote(q, sizeof(q), err, strlen(err)), held);
     return c;
-}
-
-/* Names the connection, so that operators can tell it in pg_stat_activity. */
-static int set_name(PGconn *c, const char *name)
-{
-    const char *params[] = {name};
-    PGresult *r = PQexecParams(c, "SELECT set_config('application_name', $1, false)", 1, NULL,
-                               params, NULL, NULL, 0);
-    int rc = PQresultStatus(r) == PGRES_TUPLES_OK ? 0 : HB_EDB;
-    PQclear(r);
-    return rc;
 }
 
 static void worker_main(void *arg)
@@ -157,9 +148,8 @@ static void worker_main(void *arg)
     bool counted = false; /* env.conn is in p->connections */
     while (!quiescing(p)) {
         uint64_t gen = generation(p);
-        if (env.conn == NULL && (env.conn = connect_db(p, who, &db_log)) != NULL &&
-            (set_name(env.conn, "hubbub worker") != 0 || db_jobs_prepare(env.conn) != 0 ||
-             db_messages_prepare(env.conn) != 0)) {
+        if (env.conn == NULL && (env.conn = connect_db(p, who, "hubbub worker", &db_log)) != NULL &&
+            (db_jobs_prepare(env.conn) != 0 || db_messages_prepare(env.conn) != 0)) {
             PQfinish(env.conn);
             env.conn = NULL;
         } else if (env.conn != NULL && !counted) {
@@ -223,14 +213,9 @@ static void worker_main(void *arg)
 
 static PGconn *listen_db(struct worker_pool *p, struct log_throttle *t)
 {
-    PGconn *c = connect_db(p, "dispatcher", t);
+    PGconn *c = connect_db(p, "dispatcher", "hubbub dispatcher", t);
     if (c == NULL)
         return NULL;
-    /* Named, so that operators can tell it in pg_stat_activity. */
-    if (set_name(c, "hubbub dispatcher") != 0) {
-        PQfinish(c);
-        return NULL;
-    }
     PGresult *r = PQexec(c, "LISTEN " DB_JOBS_CHANNEL);
     bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
     PQclear(r);
