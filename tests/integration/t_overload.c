@@ -98,6 +98,29 @@ static bool wait_metric(const char *series, double want)
     return false;
 }
 
+/* Polls /readyz until it answers want; *body gets its last answer. */
+static bool wait_readyz(long want, char **body)
+{
+    char url[128];
+    snprintf(url, sizeof(url), "%s/readyz", srv.base);
+    int64_t deadline = h_now_ms() + H_WAIT_MS;
+    for (;;) {
+        struct h_resp r;
+        h_http(&r, "GET", url, NULL, NULL, 0);
+        long st = r.status;
+        free(*body);
+        *body = r.body != NULL ? strdup(r.body) : strdup("");
+        h_resp_free(&r);
+        if (st == want)
+            return true;
+        if (h_now_ms() > deadline) {
+            tap_diag("/readyz: %ld %s", st, *body);
+            return false;
+        }
+        h_sleep_ms(50);
+    }
+}
+
 #define OVERLOADED "hubbub_webhook_deliveries_total{app=\"" APP "\",outcome=\"overloaded\"}"
 #define QUEUED "hubbub_ingest_queue_deliveries"
 
@@ -159,6 +182,13 @@ int main(void)
     post_start(&small, 4, 100);
     tap_ok(wait_metric(QUEUED, 3), "a small delivery still fits under the limit in bytes");
 
+    /* Meanwhile the load balancer is told this process is not keeping up. */
+    char *ready = NULL;
+    tap_ok(wait_readyz(503, &ready), "/readyz gets 503 while commits do not keep up");
+    tap_contains(ready, "\"ingest\"", "  naming the ingest check");
+    free(ready);
+    ready = NULL;
+
     PQclear(PQexec(locker, "ROLLBACK"));
     PQfinish(locker);
     struct post *all[] = {&big[0], &big[1], &big[2], &small};
@@ -175,6 +205,8 @@ int main(void)
         free(all[i]->body);
     }
     tap_is_int(ok, 4, "once the lock goes, every delivery that waited gets 200 and is stored");
+    tap_ok(wait_readyz(200, &ready), "and /readyz is 200 again");
+    free(ready);
     tap_is_int(h_db_int(&db, "SELECT count(*) FROM events WHERE payload->'value'->>'id' = 'OV3'"),
                0, "the refused one was not stored");
     h_post_signed(&r, &srv, APP, SECRET, body, len);
